@@ -1,0 +1,1 @@
+"""bag package."""
