@@ -1,0 +1,224 @@
+"""DAN (Distract your Attention Network; Wen et al. 2023) with the official state_dict layout (DESIGN 3.3).
+
+Structure (facts from yaoing/DAN, this is our own code): a ResNet-18 trunk without avgpool/fc as ``features``
+(``nn.Sequential`` indices 0..7), ``num_head`` cross-attention heads ``cat_head{i}`` each made of a spatial
+attention (1x1 conv 512->256 + BN; 3x3, 1x3 and 3x1 conv+BN branches back to 512, summed, ReLU; summed over
+channels; ``x * y``) and a channel attention (GAP, Linear 512->32, BN1d, ReLU, Linear 32->512, Sigmoid;
+``gap * att``). The heads are stacked ``(B, H, 512)``, log-softmaxed across heads when there is more than
+one, summed, then ``fc`` Linear(512, C) and ``bn`` BatchNorm1d(C). ``forward`` returns
+``(logits, features, heads)``.
+
+Official checkpoints (``affecnet8_epoch5_acc0.6209.pth`` 8 classes, ``affecnet7_epoch6_acc0.6569.pth`` and
+``rafdb_epoch21_acc0.897_bacc0.8275.pth`` 7 classes) are dicts ``{'iter', 'model_state_dict',
+'optimizer_state_dict'}``; :func:`load_dan` reads them (and our own checkpoints) strictly. Preprocessing is the
+official one: RGB, resize to 224x224 bilinear, [0, 1], ImageNet mean/std (:data:`DAN_PREPROCESS`).
+
+The training losses (:class:`AffinityLoss`, :class:`PartitionLoss`) are added to cross-entropy with weight 1.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_perception import labels as L
+from fer_perception.errors import CheckpointError, ConfigError
+from fer_perception.models.frame_checkpoint import (
+    float_state,
+    is_frame_checkpoint,
+    load_state_dict_strict,
+    torch_load,
+)
+from fer_perception.models.resnet import resnet18
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Official DAN preprocessing, in the form runtime/frame_models.py understands.
+DAN_PREPROCESS: Dict[str, Any] = {"size": 224, "color": "rgb", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+#: Class order by checkpoint family (DESIGN 3.3).
+CLASS_SETS: Dict[str, Tuple[str, ...]] = {
+    "rafdb": L.RAFDB_CLASSES,
+    "affectnet8": L.AFFECTNET8_CLASSES,
+    "affectnet7": L.AFFECTNET7_CLASSES,
+}
+
+
+class SpatialAttention(nn.Module):
+    """1x1 reduction then three asymmetric conv branches, summed over channels into one spatial map."""
+
+    def __init__(self, channels: int = 512, reduced: int = 256):
+        super().__init__()
+        self.conv1x1 = nn.Sequential(nn.Conv2d(channels, reduced, kernel_size=1), nn.BatchNorm2d(reduced))
+        self.conv_3x3 = nn.Sequential(nn.Conv2d(reduced, channels, 3, padding=1), nn.BatchNorm2d(channels))
+        self.conv_1x3 = nn.Sequential(nn.Conv2d(reduced, channels, (1, 3), padding=(0, 1)), nn.BatchNorm2d(channels))
+        self.conv_3x1 = nn.Sequential(nn.Conv2d(reduced, channels, (3, 1), padding=(1, 0)), nn.BatchNorm2d(channels))
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1x1(x)
+        y = self.relu(self.conv_3x3(y) + self.conv_1x3(y) + self.conv_3x1(y))
+        return x * y.sum(dim=1, keepdim=True)
+
+
+class ChannelAttention(nn.Module):
+    """Global average pooling then a 512->32->512 gate."""
+
+    def __init__(self, channels: int = 512, hidden: int = 32):
+        super().__init__()
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.attention = nn.Sequential(
+            nn.Linear(channels, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, channels), nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.flatten(self.gap(x), 1)
+        return pooled * self.attention(pooled)
+
+
+class CrossAttentionHead(nn.Module):
+    """Spatial then channel attention; returns one 512-d vector per image."""
+
+    def __init__(self):
+        super().__init__()
+        self.sa = SpatialAttention()
+        self.ca = ChannelAttention()
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.001)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ca(self.sa(x))
+
+
+class DAN(nn.Module):
+    """DAN with ``num_head`` attention heads over a ResNet-18 trunk; ``forward -> (logits, features, heads)``."""
+
+    def __init__(self, num_class: int = 7, num_head: int = 4):
+        super().__init__()
+        if num_class < 2:
+            raise ConfigError(f"DAN num_class must be >= 2, got {num_class}")
+        if num_head < 1:
+            raise ConfigError(f"DAN num_head must be >= 1, got {num_head}")
+        self.num_class = int(num_class)
+        self.num_head = int(num_head)
+        self.features = nn.Sequential(*resnet18().trunk())
+        for i in range(self.num_head):
+            setattr(self, f"cat_head{i}", CrossAttentionHead())
+        self.fc = nn.Linear(512, self.num_class)
+        self.bn = nn.BatchNorm1d(self.num_class)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats = self.features(x)
+        heads = torch.stack([getattr(self, f"cat_head{i}")(feats) for i in range(self.num_head)], dim=1)
+        if self.num_head > 1:
+            heads = F.log_softmax(heads, dim=1)
+        logits = self.bn(self.fc(heads.sum(dim=1)))
+        return logits, feats, heads
+
+
+class DANLogits(nn.Module):
+    """DAN reduced to its logits (what inference and ONNX export need)."""
+
+    def __init__(self, dan: DAN):
+        super().__init__()
+        self.dan = dan
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dan(x)[0]
+
+
+class AffinityLoss(nn.Module):
+    """Mean squared distance of pooled features to learnable class centres, over the centres' variance."""
+
+    def __init__(self, num_class: int, feat_dim: int = 512):
+        super().__init__()
+        self.centers = nn.Parameter(torch.randn(num_class, feat_dim))
+
+    def forward(self, feature_map: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = feature_map.mean(dim=(2, 3)) if feature_map.dim() == 4 else feature_map
+        dist = ((x - self.centers[target]) ** 2).sum(dim=1)
+        return (dist / self.centers.var(dim=0).sum()).clamp(1e-12, 1e12).mean()
+
+
+class PartitionLoss(nn.Module):
+    """``log(1 + H / mean variance across heads)``: pushes the heads to attend to different regions."""
+
+    def forward(self, heads: torch.Tensor) -> torch.Tensor:
+        num_head = heads.size(1)
+        if num_head < 2:
+            return heads.new_zeros(())
+        return torch.log1p(num_head / heads.var(dim=1).mean())
+
+
+def classes_for(path: "str | os.PathLike", num_class: int, classes: Optional[Sequence[str] | str] = None) -> Tuple[str, ...]:
+    """The class order of a DAN checkpoint: from ``classes`` (a family name or a list), else from its file name."""
+    if classes is not None:
+        if isinstance(classes, str):
+            key = classes.strip().lower().replace("-", "").replace("_", "").replace("affecnet", "affectnet")
+            if key not in CLASS_SETS:
+                raise ConfigError(f"unknown DAN class set {classes!r}; choose one of {sorted(CLASS_SETS)}")
+            out = CLASS_SETS[key]
+        else:
+            out = tuple(str(c) for c in classes)
+    else:
+        name = os.path.basename(os.fspath(path)).lower().replace("-", "").replace("_", "")
+        name = name.replace("affecnet", "affectnet")
+        found = [k for k in CLASS_SETS if k in name]
+        if found:
+            out = CLASS_SETS[found[0]]
+        elif num_class == 8:
+            out = L.AFFECTNET8_CLASSES
+        else:
+            raise ConfigError(
+                f"cannot tell the class order of {os.fspath(path)} ({num_class} classes) from its name; "
+                f"pass classes= one of {sorted(CLASS_SETS)}"
+            )
+    if len(out) != num_class:
+        raise ConfigError(f"class list has {len(out)} names but the checkpoint has {num_class} outputs")
+    return tuple(out)
+
+
+def load_dan(
+    path: "str | os.PathLike", classes: Optional[Sequence[str] | str] = None
+) -> Tuple[DAN, Tuple[str, ...], Dict[str, Any]]:
+    """Load an official DAN checkpoint or one of ours; returns ``(model in eval mode, classes, info)``."""
+    blob = torch_load(path)
+    info: Dict[str, Any] = {"source": os.fspath(path)}
+    if is_frame_checkpoint(blob):
+        if blob["kind"] != "dan":
+            raise CheckpointError(f"{os.fspath(path)} holds a {blob['kind']!r} model, not DAN")
+        state = float_state(blob["state_dict"])
+        own_classes = blob.get("classes") or None
+        info.update(meta=blob.get("meta", {}), format="fer_perception")
+    elif isinstance(blob, dict) and "model_state_dict" in blob:
+        state, own_classes = blob["model_state_dict"], None
+        info.update(iter=blob.get("iter"), format="official")
+    elif isinstance(blob, dict) and blob and all(hasattr(v, "shape") for v in blob.values()):
+        state, own_classes = blob, None
+        info.update(format="state_dict")
+    else:
+        top = sorted(blob)[:10] if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointError(f"{os.fspath(path)} is not a DAN checkpoint (top level: {top})")
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    if "fc.weight" not in state:
+        raise CheckpointError(f"{os.fspath(path)}: no 'fc.weight' key, not a DAN state_dict")
+    num_class = int(state["fc.weight"].shape[0])
+    num_head = len({k.split(".")[0] for k in state if k.startswith("cat_head")})
+    model = DAN(num_class=num_class, num_head=max(1, num_head))
+    load_state_dict_strict(model, state, source=os.fspath(path))
+    model.eval()
+    names = classes_for(path, num_class, classes if classes is not None else own_classes)
+    return model, names, info
