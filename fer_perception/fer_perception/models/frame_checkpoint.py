@@ -27,37 +27,15 @@ def _strip_prefix(state: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
     return dict(state)
 
 
-def state_dict_mismatch(model, state: Mapping[str, Any]) -> str:
-    """A human-readable description of how ``state`` differs from ``model.state_dict()`` ('' when it fits)."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    parts = []
-
-    def _few(keys):
-        return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-
-    if missing:
-        parts.append(f"missing keys: {_few(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys: {_few(unexpected)}")
-    if shapes:
-        parts.append(f"shape mismatches: {_few(shapes)}")
-    return "; ".join(parts)
-
-
 def load_state_dict_strict(model, state: Mapping[str, Any], *, source: str = "checkpoint") -> None:
-    """Load ``state`` into ``model``; strip a DataParallel ``module.`` prefix; raise CheckpointError on mismatch."""
-    state = _strip_prefix(state, "module.")
-    problem = state_dict_mismatch(model, state)
-    if problem:
-        raise CheckpointError(f"{source} does not match {type(model).__name__}: {problem}")
-    model.load_state_dict(state, strict=True)
+    """Load ``state`` into ``model`` strictly (strips a DataParallel ``module.`` prefix first).
+
+    Delegates to :func:`fer_perception.models.checkpoint.load_state_dict_strict`, whose
+    :class:`CheckpointError` lists missing/unexpected keys and shape differences.
+    """
+    from fer_perception.models.checkpoint import load_state_dict_strict as _strict
+
+    _strict(model, _strip_prefix(state, "module."), source)
 
 
 def torch_load(path: "str | os.PathLike") -> Any:
