@@ -1,0 +1,230 @@
+"""EventBuffer and FaceEventBuffers: FIFO order, window sizes and strides, drop counting, routing, memory bound."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections import deque
+
+import numpy as np
+import pytest
+
+from fer_perception.errors import ConfigError
+from fer_perception.events.batch import EventBatch
+from fer_perception.events.buffer import SENSOR_FACE_ID, EventBuffer, FaceEventBuffers
+from fer_perception.events.representation import SpikingFerConfig, spiking_fer_frames
+from fer_perception.results import Roi
+
+
+def seq_batch(start, n, width=64, height=48, dt=1000, seed=None):
+    """Events numbered start..start+n-1: x carries the low bits of the number, t = number * dt."""
+    k = np.arange(start, start + n, dtype=np.int64)
+    rng = np.random.default_rng(seed if seed is not None else start)
+    return EventBatch.from_arrays(k % width, rng.integers(0, height, n), k * dt, k % 2, width, height)
+
+
+def ids(batch, dt=1000):
+    return (batch.t // dt).tolist()
+
+
+def test_fifo_windows_back_to_back():
+    buf = EventBuffer(100)
+    buf.append(seq_batch(0, 25))
+    assert buf.take_window(30) is None
+    buf.append(seq_batch(25, 40))
+    w1 = buf.take_window(30)
+    assert ids(w1) == list(range(30)) and len(buf) == 35
+    w2 = buf.take_window(30)
+    assert ids(w2) == list(range(30, 60))
+    assert buf.take_window(30) is None and len(buf) == 5
+    assert buf.dropped_events == 0 and buf.consumed_events == 60 and buf.windows_taken == 2
+    assert w1.width == 64 and w1.height == 48 and w1.stamp_ns == 29 * 1000
+
+
+def test_overlapping_and_skipping_strides():
+    buf = EventBuffer(1000)
+    buf.append(seq_batch(0, 100))
+    assert buf.windows_ready(40, 20) == 4
+    wins = [buf.take_window(40, 20) for _ in range(4)]
+    assert [ids(w)[0] for w in wins] == [0, 20, 40, 60]
+    assert ids(wins[1])[:20] == ids(wins[0])[20:]  # hop of 20: 20 events shared
+    assert buf.take_window(40, 20) is None and len(buf) == 20
+    buf2 = EventBuffer(1000)
+    buf2.append(seq_batch(0, 100))
+    a, b = buf2.take_window(30, 50), buf2.take_window(30, 50)
+    assert ids(a) == list(range(30)) and ids(b) == list(range(50, 80))
+    assert buf2.skipped_events == 40 and buf2.dropped_events == 0
+    with pytest.raises(ConfigError, match="stride"):
+        buf2.take_window(10, 0)
+    with pytest.raises(ConfigError, match="events_per_window"):
+        buf2.take_window(0)
+
+
+def test_capacity_drops_oldest_and_counts():
+    buf = EventBuffer(50)
+    buf.append(seq_batch(0, 40))
+    buf.append(seq_batch(40, 30))
+    assert len(buf) == 50 and buf.dropped_by_reason["capacity_events"] == 20
+    assert ids(buf.events()) == list(range(20, 70))
+    buf.append(seq_batch(70, 120))  # a batch larger than the whole buffer
+    assert ids(buf.events()) == list(range(140, 190))
+    assert buf.dropped_events == 20 + 50 + 70 and buf.appended_events == 190
+    assert ids(buf.peek_latest(3)) == [187, 188, 189] and len(buf) == 50
+
+
+def test_time_span_limit_drops_old_events():
+    buf = EventBuffer(10_000, capacity_ns=50_000)  # 50 events at 1 us spacing
+    buf.append(seq_batch(0, 30))
+    buf.append(seq_batch(30, 60))
+    ev = ids(buf.events())
+    assert ev[0] == 89 - 50 and ev[-1] == 89 and buf.span_ns <= 50_000
+    assert buf.dropped_by_reason["capacity_time"] == 39
+    assert buf.expire(200_000) == len(ev) and len(buf) == 0
+    assert buf.dropped_by_reason["capacity_time"] == 39 + len(ev)
+
+
+def test_latest_only_skips_stale_windows():
+    buf = EventBuffer(1000)
+    buf.append(seq_batch(0, 95))
+    w = buf.take_window(20, latest_only=True)
+    assert ids(w) == list(range(60, 80))
+    assert buf.dropped_by_reason["stale"] == 60 and len(buf) == 15
+
+
+def test_ring_matches_reference_model_under_random_use():
+    rng = np.random.default_rng(11)
+    buf = EventBuffer(257, capacity_ns=180_000)
+    model: deque = deque()
+    dropped = 0
+    nxt = 0
+    for _ in range(400):
+        if rng.random() < 0.6:
+            n = int(rng.integers(0, 120))
+            buf.append(seq_batch(nxt, n))
+            model.extend(range(nxt, nxt + n))
+            nxt += n
+            while len(model) > 257:
+                model.popleft(); dropped += 1
+            if model:
+                newest = model[-1]
+                while model and (model[0] * 1000) < newest * 1000 - 180_000:
+                    model.popleft(); dropped += 1
+        else:
+            n, stride = int(rng.integers(1, 100)), int(rng.integers(1, 120))
+            w = buf.take_window(n, stride)
+            if len(model) < n:
+                assert w is None
+            else:
+                assert ids(w) == list(model)[:n]
+                for _ in range(min(stride, len(model))):
+                    model.popleft()
+        assert ids(buf.events()) == list(model)
+        assert buf.dropped_events == dropped
+
+
+def face_batch(rng, n, width=640, height=480, t0=0):
+    return EventBatch.from_arrays(
+        rng.integers(0, width, n), rng.integers(0, height, n), t0 + np.arange(n), rng.integers(0, 2, n),
+        width, height,
+    )
+
+
+def test_face_routing_overlap_and_lifecycle():
+    fb = FaceEventBuffers(capacity_events=10_000, capacity_ns=None, square_roi=False)
+    fb.update_faces({"a": Roi(0, 0, 100, 100), "b": Roi(50, 50, 100, 100)})
+    assert fb.face_ids == ["a", "b"]
+    batch = EventBatch.from_arrays([10, 75, 120, 300], [10, 75, 120, 300], [1, 2, 3, 4], [1, 1, 0, 0], 640, 480)
+    fb.append(batch)
+    assert ids(fb.buffer("a").events(), 1) == [1, 2]  # (75, 75) lies in both faces
+    assert ids(fb.buffer("b").events(), 1) == [2, 3]
+    assert fb.unrouted_events == 1
+    fb.update_faces({"b": Roi(60, 60, 100, 100), "c": Roi(200, 200, 150, 150)})
+    assert fb.face_ids == ["b", "c"] and fb.freed_events == 2
+    assert fb.roi("b") == Roi(60, 60, 100, 100) and len(fb.buffer("b")) == 2  # kept its events
+    with pytest.raises(ConfigError, match="empty size"):
+        fb.update_faces({"d": Roi(0, 0, 0, 5)})
+
+
+def test_face_routing_uses_the_square_crop_region():
+    fb = FaceEventBuffers(capacity_events=1000, capacity_ns=None)  # square_roi=True like SpikingFerConfig
+    fb.update_faces({"f": Roi(100, 50, 200, 400)})  # square crop x in [0, 400)
+    fb.append(EventBatch.from_arrays([20, 390, 420], [100, 100, 100], [0, 1, 2], [1, 1, 1], 640, 480))
+    assert ids(fb.buffer("f").events(), 1) == [0, 1]
+
+
+def test_sensor_fallback_when_no_faces():
+    fb = FaceEventBuffers(capacity_events=1000, capacity_ns=None)
+    assert fb.face_ids == [SENSOR_FACE_ID]
+    rng = np.random.default_rng(0)
+    fb.append(face_batch(rng, 700))
+    assert fb.roi(SENSOR_FACE_ID) == Roi(0, 0, 640, 480) and len(fb.buffer(SENSOR_FACE_ID)) == 700
+    fb.update_faces({"x": Roi(0, 0, 10, 10)})
+    assert fb.face_ids == ["x"]
+    fb.update_faces({})
+    assert fb.face_ids == [SENSOR_FACE_ID]
+    fixed = FaceEventBuffers(capacity_events=1000, event_only_roi=Roi(100, 100, 50, 50))
+    fixed.append(EventBatch.from_arrays([99, 100, 149, 150], [120] * 4, [0, 1, 2, 3], [1] * 4, 640, 480))
+    assert ids(fixed.buffer(SENSOR_FACE_ID).events(), 1) == [1, 2]
+    off = FaceEventBuffers(capacity_events=1000, fallback=False)
+    off.append(face_batch(rng, 10))
+    assert off.face_ids == [] and off.unrouted_events == 10 and off.ready_windows(5) == []
+
+
+def test_ready_windows_per_face_and_representation():
+    rng = np.random.default_rng(1)
+    fb = FaceEventBuffers(capacity_events=60_000, capacity_ns=None, square_roi=False)
+    fb.update_faces({"a": Roi(0, 0, 320, 480), "b": Roi(320, 0, 320, 480)})
+    for k in range(8):
+        fb.append(face_batch(rng, 10_000, t0=k * 10_000))
+    held = {fid: len(fb.buffer(fid)) for fid in fb.face_ids}
+    assert sum(held.values()) == 80_000 and fb.dropped_events == 0
+    wins = fb.ready_windows(15_000, 7_500)
+    for fid in ("a", "b"):
+        assert sum(1 for f, _, _ in wins if f == fid) == 1 + (held[fid] - 15_000) // 7_500
+    assert [f for f, _, _ in wins] == sorted(f for f, _, _ in wins)  # faces in order, windows oldest first
+    for fid, roi, w in wins:
+        assert len(w) == 15_000 and roi == fb.roi(fid)
+        assert np.all(np.diff(w.t) >= 0)
+    fid, roi, w = wins[0]
+    frames = spiking_fer_frames(w, roi, SpikingFerConfig())
+    assert frames.shape == (6, 2, 128, 128) and frames.any()
+    with pytest.raises(ConfigError, match="capacity"):
+        fb.ready_windows(70_000)
+
+
+def test_memory_stays_bounded_under_a_10M_event_flood():
+    rng = np.random.default_rng(2)
+    cap = 60_000
+    fb = FaceEventBuffers(capacity_events=cap, capacity_ns=2_000_000_000)
+    fb.update_faces({"a": Roi(0, 0, 400, 400), "b": Roi(300, 200, 300, 280)})
+    nbytes = fb.nbytes
+    assert nbytes == 2 * cap * 13
+    per, total = 200_000, 10_000_000
+    xs = rng.integers(0, 640, per).astype(np.uint16)
+    ys = rng.integers(0, 480, per).astype(np.uint16)
+    ps = rng.integers(0, 2, per).astype(np.uint8)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    t0 = 0
+    windows = 0
+    for _ in range(total // per):
+        t = t0 + np.arange(per, dtype=np.int64) * 100  # 10 Mev/s stream
+        t0 = int(t[-1]) + 100
+        fb.append(EventBatch(xs, ys, t, ps, 640, 480))
+        if _ % 10 == 0:  # a slow consumer: most events must be dropped
+            windows += len(fb.ready_windows(15_000, latest_only=True))
+    del t
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert current - base < 1_000_000  # nothing accumulates
+    assert peak - base < 12_000_000  # one batch's masks and copies, not the stream
+    assert fb.nbytes == nbytes
+    for fid in fb.face_ids:
+        assert len(fb.buffer(fid)) <= cap
+    st = fb.stats()
+    routed = sum(fb.buffer(f).appended_events for f in fb.face_ids)
+    assert routed + st["unrouted_events"] >= total  # overlapping faces both get the shared events
+    assert st["dropped_capacity_events"] + st["dropped_stale"] > 0.9 * routed
+    assert windows == 2 * (total // per // 10)  # latest_only: one window per face per call
+    # Every routed event is accounted for: buffered, consumed in windows, or dropped.
+    consumed = sum(fb.buffer(f).consumed_events for f in fb.face_ids)
+    assert routed == fb.buffered_events + consumed + fb.dropped_events
