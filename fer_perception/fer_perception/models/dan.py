@@ -202,7 +202,7 @@ def load_dan(
             raise CheckpointError(f"{os.fspath(path)} holds a {blob['kind']!r} model, not DAN")
         state = float_state(blob["state_dict"])
         own_classes = blob.get("classes") or None
-        info.update(meta=blob.get("meta", {}), format="fer_perception")
+        info.update(meta=blob.get("meta", {}), format="fer_perception", preprocess=blob.get("preprocess") or None)
     elif isinstance(blob, dict) and "model_state_dict" in blob:
         state, own_classes = blob["model_state_dict"], None
         info.update(iter=blob.get("iter"), format="official")

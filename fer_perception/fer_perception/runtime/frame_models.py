@@ -153,7 +153,8 @@ def load_torch_model(kind: str, checkpoint: Optional[str] = None, classes: Any =
 
         dan, names, info = load_dan(checkpoint, classes)
         cfg = {"num_class": dan.num_class, "num_head": dan.num_head}
-        return LoadedModel("dan", DANLogits(dan).eval(), names, Preprocess.from_dict(DAN_PREPROCESS), cfg,
+        pre = Preprocess.from_dict(info.get("preprocess") or DAN_PREPROCESS)
+        return LoadedModel("dan", DANLogits(dan).eval(), names, pre, cfg,
                            dict(info.get("meta") or {}, source=os.path.basename(checkpoint)))
     blob = read_frame_checkpoint(checkpoint, kind)
     if kind == "light":
