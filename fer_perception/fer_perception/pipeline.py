@@ -289,15 +289,6 @@ class PipelineCounters:
     errors: int = 0
 
 
-def _square_roi(box: Sequence[float], scale: float, width: int, height: int) -> Roi:
-    """A square around the box centre, side = scale * max(w, h), clipped to the sensor."""
-    x, y, w, h = (float(v) for v in box[:4])
-    side = max(w, h) * scale
-    cx, cy = x + w / 2.0, y + h / 2.0
-    roi = Roi.from_xywh((cx - side / 2.0, cy - side / 2.0, side, side))
-    return roi.clipped(width, height) if width > 0 and height > 0 else roi
-
-
 def _as_rgb(image: np.ndarray) -> np.ndarray:
     from fer_perception.errors import ImageError
 
@@ -357,6 +348,7 @@ class Pipeline:
         self._tracks: Dict[str, list] = {}
         self._image_sizes: Dict[str, Tuple[int, int]] = {}
         self._event_faces: Dict[str, Roi] = {}
+        self._faces_synced = False
         self._event_size = (int(cfg.event_width), int(cfg.event_height))
         self._event_frame_id = ""
         self._arrivals: List[Tuple[int, int]] = []  # (last event t_ns of a message, arrival clock ns)
@@ -411,30 +403,32 @@ class Pipeline:
         return mode
 
     def _sync_event_faces(self) -> None:
-        """Face boxes on the event sensor from the latest tracks, else the fallback ROI."""
-        cfg = self.config
+        """Face boxes on the event sensor from the latest tracks; none -> the buffers' event-only fallback."""
         w, h = self._event_size
         faces: Dict[str, Roi] = {}
         src = self._event_face_source()
         if src is not None:
             mapping = self.mappings.get(src)
             for tr in self._tracks.get(src, []):
-                box = np.asarray(tr.box, dtype=np.float64)
+                box = np.asarray(tr.box, dtype=np.float64)[:4]
                 if mapping is not None:
-                    box = np.asarray(mapping.map_box(box), dtype=np.float64)
-                roi = _square_roi(box, cfg.event_roi_scale, w, h)
-                if roi.width > 0 and roi.height > 0:
-                    faces[str(tr.face_id)] = roi
-        if not faces and cfg.event_fallback_roi != "none":
-            if cfg.event_fallback_roi == "sensor":
-                if w > 0 and h > 0:
-                    faces[SENSOR_FACE_ID] = Roi(0, 0, w, h)
-            else:
-                faces[SENSOR_FACE_ID] = Roi(*[int(v) for v in cfg.event_fallback_roi])
-        if faces != self._event_faces:
+                    box = np.asarray(mapping.map_box(box), dtype=np.float64)[:4]
+                roi = Roi.from_xywh(box)
+                if roi.width <= 0 or roi.height <= 0:
+                    continue
+                if w > 0 and h > 0 and roi.clipped(w, h).width * roi.clipped(w, h).height == 0:
+                    continue  # entirely outside the event sensor
+                faces[str(tr.face_id)] = roi
+        if faces != self._event_faces or not self._faces_synced:
             gone = set(self._event_faces) - set(faces)
             self._smoothers[SOURCE_EVENTS].remove(gone)
+            if not faces:
+                self._smoothers[SOURCE_EVENTS].remove(
+                    [f for f in self._smoothers[SOURCE_EVENTS].face_ids if f != SENSOR_FACE_ID])
+            else:
+                self._smoothers[SOURCE_EVENTS].remove([SENSOR_FACE_ID])
             self._event_faces = faces
+            self._faces_synced = True
             self.buffers.update_faces(dict(faces))
 
     def poll(self) -> List[EmotionResult]:
@@ -502,8 +496,7 @@ class Pipeline:
         from fer_perception.events.visualize import event_frame_image
 
         img = event_frame_image(batch, w, h)
-        rois = list(self._event_faces.items())
-        return _draw_rois(img, rois)
+        return _draw_rois(img, list(self.event_faces.items()))
 
     # -- frames --------------------------------------------------------------------------------------------
     def on_image(
@@ -539,7 +532,9 @@ class Pipeline:
             self.counters.frames_with_faces += 1
             self.counters.faces += len(tracks)
         feeds_models = self.config.frame_source in ("any", source)
-        if tracks and feeds_models:
+        seen = [t for t in tracks if int(getattr(t, "missed", 0)) == 0]
+        if seen and feeds_models:
+            tracks = seen
             boxes = np.stack([np.asarray(t.box, dtype=np.float32)[:4] for t in tracks])
             h, w = rgb.shape[:2]
             rois = [Roi.from_xywh(b).clipped(w, h) for b in boxes]
@@ -590,6 +585,9 @@ class Pipeline:
 
     @property
     def event_faces(self) -> Dict[str, Roi]:
+        """The regions events are routed to now (face boxes, or the event-only fallback region)."""
+        if self.buffers is not None and hasattr(self.buffers, "face_ids") and hasattr(self.buffers, "roi"):
+            return {fid: self.buffers.roi(fid) for fid in self.buffers.face_ids}
         return dict(self._event_faces)
 
     def counter_dict(self) -> Dict[str, int]:
@@ -698,32 +696,46 @@ class SnnEventModel:
 
 
 class FrameExpressionAdapter:
+    """Adapter: :class:`fer_perception.runtime.frame_models.ExpressionModel` (``"demo"`` = packaged weights)."""
+
     def __init__(self, kind: str, checkpoint: str, device: str = "auto") -> None:
         from fer_perception.runtime.frame_models import ExpressionModel
 
-        demo = "light_fer_synthetic_demo.pt"
-        path = _resolve_weight(checkpoint, demo) if checkpoint else None
-        self.model = ExpressionModel(kind=kind, checkpoint=str(path) if path else None, device=device)
+        path = None if checkpoint in ("", "demo") else str(_resolve_weight(checkpoint, ""))
+        self.model = ExpressionModel(kind=kind, checkpoint=path, device=device)
         self.labels = list(self.model.labels)
-        self.name = f"{kind}_synthetic_demo" if checkpoint == "demo" else f"{kind}:{Path(checkpoint).stem}"
+        self.name = f"{kind}_synthetic_demo" if path is None else f"{kind}:{Path(path).stem}"
 
     def predict_proba(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(image, boxes))
 
 
 class AgeGenderAdapter:
+    """Adapter: :class:`fer_perception.runtime.frame_models.AgeGenderModel` (``"demo"`` = packaged weights)."""
+
     def __init__(self, checkpoint: str, device: str = "auto") -> None:
         from fer_perception.runtime.frame_models import AgeGenderModel
 
-        path = _resolve_weight(checkpoint, "age_gender_synthetic_demo.pt")
-        self.model = AgeGenderModel(checkpoint=str(path), device=device)
-        self.name = "age_gender_synthetic_demo" if checkpoint == "demo" else f"age_gender:{path.stem}"
+        path = None if checkpoint == "demo" else str(_resolve_weight(checkpoint, ""))
+        self.model = AgeGenderModel(checkpoint=path, device=device)
+        self.name = "age_gender_synthetic_demo" if path is None else f"age_gender:{Path(path).stem}"
 
     def predict(self, image: np.ndarray, boxes: np.ndarray):
         out = self.model.predict(image, boxes)
-        if isinstance(out, tuple):
-            return out
-        return (getattr(out, "age"), getattr(out, "age_std"), getattr(out, "p_female"))
+        return (out[0], out[1], out[2])
+
+
+def make_event_buffers(cfg: PipelineConfig):
+    """The per-face event buffers for ``cfg`` (fallback region and crop geometry as the config says)."""
+    from fer_perception.events.buffer import FaceEventBuffers
+
+    roi = cfg.event_fallback_roi
+    return FaceEventBuffers(
+        capacity_events=int(cfg.buffer_events), capacity_ns=int(cfg.buffer_ms * 1e6),
+        width=int(cfg.event_width), height=int(cfg.event_height),
+        event_only_roi=Roi(*[int(v) for v in roi]) if not isinstance(roi, str) else None,
+        fallback=roi != "none", square_roi=True, roi_scale=float(cfg.event_roi_scale),
+    )
 
 
 def build_components(cfg: PipelineConfig, injected: Dict[str, Any]) -> Dict[str, Any]:
@@ -733,17 +745,13 @@ def build_components(cfg: PipelineConfig, injected: Dict[str, Any]) -> Dict[str,
         parts["event_model"] = SnnEventModel(cfg.snn_checkpoint, cfg.device)
     if parts["event_model"] is not None:
         if parts["event_buffers"] is None:
-            from fer_perception.events.buffer import FaceEventBuffers
-
-            parts["event_buffers"] = FaceEventBuffers(
-                capacity_events=int(cfg.buffer_events), capacity_ns=int(cfg.buffer_ms * 1e6)
-            )
+            parts["event_buffers"] = make_event_buffers(cfg)
         if parts["representation"] is None:
             from fer_perception.events.representation import SpikingFerConfig, spiking_fer_frames
 
             rep_cfg = SpikingFerConfig(
                 events_per_frame=cfg.events_per_frame, timesteps=cfg.timesteps, size=cfg.frame_size,
-                crop_size=cfg.crop_size,
+                crop_size=cfg.crop_size, square_roi=True, roi_scale=float(cfg.event_roi_scale),
             )
             parts["representation"] = lambda batch, roi: spiking_fer_frames(batch, roi, rep_cfg)
     if parts["denoiser"] is None and cfg.denoise:

@@ -11,7 +11,7 @@ import pytest
 
 from fer_perception.errors import ConfigError, ImageError
 from fer_perception.events.batch import EventBatch
-from fer_perception.pipeline import Pipeline, PipelineConfig, SENSOR_FACE_ID
+from fer_perception.pipeline import Pipeline, PipelineConfig, SENSOR_FACE_ID, make_event_buffers
 from fer_perception.results import Roi
 from fer_perception.runtime.smoothing import ProbabilitySmoother, SmoothingConfig
 
@@ -19,42 +19,6 @@ W, H = 64, 48
 
 
 # ---------------------------------------------------------------------------------------------------- fakes
-class FakeBuffers:
-    """Minimal FaceEventBuffers: per-face list of events inside the face ROI; non-overlapping windows."""
-
-    def __init__(self) -> None:
-        self.faces: Dict[str, Roi] = {}
-        self.store: Dict[str, List[EventBatch]] = {}
-        self.dropped_events = 0
-        self.updates: List[Dict[str, Roi]] = []
-
-    def update_faces(self, faces):
-        self.updates.append(dict(faces))
-        for fid in list(self.store):
-            if fid not in faces:
-                del self.store[fid]
-        self.faces = dict(faces)
-        for fid in faces:
-            self.store.setdefault(fid, [])
-
-    def append(self, batch):
-        for fid, r in self.faces.items():
-            m = (batch.x >= r.x) & (batch.x < r.x + r.width) & (batch.y >= r.y) & (batch.y < r.y + r.height)
-            if m.any():
-                self.store[fid].append(batch.select(m))
-
-    def ready_windows(self, n, stride):
-        for fid, parts in self.store.items():
-            if not parts:
-                continue
-            allb = EventBatch.concatenate(parts)
-            start = 0
-            while len(allb) - start >= n:
-                yield fid, self.faces[fid], allb.select(slice(start, start + n))
-                start += stride
-            self.store[fid] = [allb.select(slice(start, None))] if start < len(allb) else []
-
-
 class FakeEventModel:
     """Class = quadrant of the window's mean event position; deterministic."""
 
@@ -157,7 +121,7 @@ def make_pipeline(**cfg_kw):
                          expression_model="none", age_gender_checkpoint="", annotate=False, **cfg_kw)
     return Pipeline(
         cfg, event_model=FakeEventModel(), expression_model=FakeExpression(), age_gender_model=FakeAgeGender(),
-        detector=FakeDetector(), tracker_factory=FakeTracker, event_buffers=FakeBuffers(),
+        detector=FakeDetector(), tracker_factory=FakeTracker, event_buffers=make_event_buffers(cfg),
         representation=fake_representation, clock=Clock(), load_missing=False,
         mappings={"aps": _Identity(), "rgb": _Identity()},
     )
