@@ -66,6 +66,20 @@ def test_baf_equals_event_by_event_definition_across_batches(radius, include_sel
     np.testing.assert_array_equal(one.mask(batch), expected)
 
 
+def test_baf_exact_with_timestamps_out_of_order():
+    w, h = 10, 8
+    batch = dense_random(2000, w, h, seed=9)
+    rng = np.random.default_rng(2)
+    t = batch.t.copy()
+    swap = rng.choice(len(t) - 1, 200, replace=False)
+    t[swap], t[swap + 1] = t[swap + 1], t[swap].copy()  # local disorder, as from merged sources
+    batch = EventBatch(batch.x, batch.y, t, batch.p, w, h)
+    expected = reference_baf(batch, w, h, dt=1500, radius=1)
+    f = BackgroundActivityFilter(w, h, dt_ns=1500)
+    got = np.concatenate([f.mask(b) for b in split(batch, rng)])
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_baf_removes_isolated_noise_and_keeps_a_moving_edge():
     w, h = 128, 96
     rng = np.random.default_rng(1)

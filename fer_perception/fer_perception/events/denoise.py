@@ -5,11 +5,13 @@ Background activity (BA) noise are isolated events with no spatio-temporal suppo
 excluded) had an event during the last ``dt_ns``. State is a per-pixel map of the last event time, so the
 filter works across batches of any size.
 
-Within a batch the decision is exact, not approximated: for each of the ``(2r+1)^2 - 1`` neighbour offsets,
-the most recent earlier event (in arrival order) at that neighbour pixel is found with one ``np.searchsorted``
-over events sorted by ``(pixel, arrival index)``; with no such event in the batch the map from earlier
-batches answers. The result equals feeding the events one by one (tested against a reference loop). Cost is
-``O(n log n)`` per offset.
+Within a batch the decision is exact, not approximated (tested against an event-by-event reference loop).
+Time-ordered batches (the normal case) are cut into slices spanning at most ``dt_ns``; inside such a slice
+every earlier neighbour event is recent enough, so support reduces to "an earlier neighbour event exists in
+the slice" (a first-index map per pixel and one gather of all neighbours) or "the map from earlier slices
+is recent enough" (one gather). Batches whose timestamps go backwards take a slower exact path:
+per neighbour offset, the most recent earlier event (in arrival order) at that pixel is found with one
+``np.searchsorted`` over events sorted by ``(pixel, arrival index)``.
 
 Support counts every earlier neighbour event, passed or not (the classic filter writes the map for every
 event). "Earlier" means earlier in arrival order; its timestamp ``t_j`` supports event ``i`` when
@@ -78,6 +80,9 @@ class BackgroundActivityFilter:
         r = self.radius
         self._pw = self.width + 2 * r
         self._last = np.full((self.height + 2 * r) * self._pw, _NEVER, np.int64)  # padded last-event-time map
+        # Scratch map: arrival index of each pixel's first event in the current slice ("never" elsewhere).
+        self._first_reset = np.iinfo(np.int64).max
+        self._first = np.full(self._last.size, self._first_reset, np.int64)
         offs = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
         if not self.include_self:
             offs.remove((0, 0))
@@ -97,6 +102,39 @@ class BackgroundActivityFilter:
         r = self.radius
         pix = (batch.y.astype(np.int64) + r) * self._pw + (batch.x.astype(np.int64) + r)
         t = batch.t
+        if n > 1 and not bool(np.all(t[1:] >= t[:-1])):
+            ok = self._mask_exact(pix, t)
+        elif int(t[-1]) - int(t[0]) <= self.dt_ns:
+            ok = self._mask_slice(pix, t)
+        else:
+            edges = int(t[0]) + self.dt_ns * np.arange(1, (int(t[-1]) - int(t[0])) // self.dt_ns + 1)
+            cuts = np.searchsorted(t, edges, side="left")
+            bounds = [0, *cuts.tolist(), n]
+            ok = np.empty(n, bool)
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                if b > a:
+                    ok[a:b] = self._mask_slice(pix[a:b], t[a:b])
+        self.seen_events += n
+        self.passed_events += int(ok.sum())
+        return ok
+
+    def _mask_slice(self, pix: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Time-ordered events spanning at most ``dt_ns``: exact with gathers only."""
+        n = len(pix)
+        last = self._last
+        neigh = self._offsets[:, None] + pix[None, :]  # (K, n) neighbour pixels: one gather per map
+        ok = last[neigh].max(axis=0) >= t - self.dt_ns
+        if n > 1:
+            arrival = np.arange(n, dtype=np.int64)
+            np.minimum.at(self._first, pix, arrival)  # first arrival index of each pixel in the slice
+            ok |= self._first[neigh].min(axis=0) < arrival
+            self._first[pix] = self._first_reset
+        np.maximum.at(last, pix, t)  # time-ordered slice: the latest time is the last event's
+        return ok
+
+    def _mask_exact(self, pix: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Any timestamp order: exact by binary search per neighbour offset."""
+        n = len(pix)
         order = np.arange(n, dtype=np.int64)
         keys = pix * n + order
         sort = np.argsort(keys, kind="stable")
@@ -114,8 +152,6 @@ class BackgroundActivityFilter:
         pix_sorted = keys_sorted // n
         last_of_pixel[:-1] = pix_sorted[1:] != pix_sorted[:-1]
         self._last[pix_sorted[last_of_pixel]] = t_sorted[last_of_pixel]
-        self.seen_events += n
-        self.passed_events += int(ok.sum())
         return ok
 
     def __call__(self, batch: EventBatch) -> EventBatch:
