@@ -330,6 +330,7 @@ class Pipeline:
             representation=representation, denoiser=denoiser, annotator=annotator,
         )
         parts = build_components(cfg, injected) if load_missing else injected
+        self.config = cfg = parts.get("config", cfg)
         self.event_model = parts["event_model"]
         self.expression_model = parts["expression_model"]
         self.age_gender_model = parts["age_gender_model"]
@@ -673,22 +674,26 @@ def _resolve_weight(name: str, demo_file: str) -> Path:
 
 
 class SnnEventModel:
-    """Adapter: :class:`fer_perception.runtime.snn.SnnRunner` as the pipeline's event model."""
+    """Adapter: a Spiking-FER checkpoint run by :class:`fer_perception.runtime.snn.SnnRunner`.
+
+    ``labels`` and ``representation`` (the event-representation parameters the model was trained with) come
+    from the checkpoint, so the pipeline builds exactly the input the model expects.
+    """
 
     def __init__(self, checkpoint: str, device: str = "auto") -> None:
+        from fer_perception.models.checkpoint import load_checkpoint
         from fer_perception.runtime.snn import SnnRunner
 
         path = _resolve_weight(checkpoint, "spiking_fer_synthetic_demo.pt")
-        self.runner = SnnRunner(str(path), device=device)
-        meta = getattr(self.runner, "meta", None)
-        classes = getattr(meta, "classes", None) if meta is not None else None
-        if not classes:
-            from fer_perception.labels import FERDVS_CLASSES
-
-            classes = FERDVS_CLASSES
-        self.labels = list(classes)
-        self.name = "spiking_fer_synthetic_demo" if checkpoint == "demo" else f"spiking_fer:{path.stem}"
+        model, meta = load_checkpoint(path)
+        self.runner = SnnRunner(model, device=device)
         self.meta = meta
+        self.labels = list(meta.classes)
+        rep = dict(getattr(meta, "representation", {}) or {})
+        rep.setdefault("timesteps", int(meta.timesteps))
+        rep.setdefault("size", int(meta.input_size))
+        self.representation = rep
+        self.name = "spiking_fer_synthetic_demo" if checkpoint == "demo" else f"spiking_fer:{path.stem}"
 
     def predict_proba(self, frames: np.ndarray) -> np.ndarray:
         out = self.runner.predict(frames)
@@ -744,16 +749,29 @@ def build_components(cfg: PipelineConfig, injected: Dict[str, Any]) -> Dict[str,
     if parts["event_model"] is None and cfg.snn_checkpoint:
         parts["event_model"] = SnnEventModel(cfg.snn_checkpoint, cfg.device)
     if parts["event_model"] is not None:
-        if parts["event_buffers"] is None:
-            parts["event_buffers"] = make_event_buffers(cfg)
         if parts["representation"] is None:
             from fer_perception.events.representation import SpikingFerConfig, spiking_fer_frames
 
-            rep_cfg = SpikingFerConfig(
-                events_per_frame=cfg.events_per_frame, timesteps=cfg.timesteps, size=cfg.frame_size,
-                crop_size=cfg.crop_size, square_roi=True, roi_scale=float(cfg.event_roi_scale),
-            )
+            rep = {"events_per_frame": cfg.events_per_frame, "timesteps": cfg.timesteps, "size": cfg.frame_size,
+                   "crop_size": cfg.crop_size}
+            from_model = dict(getattr(parts["event_model"], "representation", {}) or {})
+            known = {f.name for f in fields(SpikingFerConfig)}
+            rep.update({k: v for k, v in from_model.items() if k in known and k not in ("square_roi", "roi_scale")})
+            rep_cfg = SpikingFerConfig(**rep, square_roi=True, roi_scale=float(cfg.event_roi_scale))
+            if (rep_cfg.events_per_frame, rep_cfg.timesteps, rep_cfg.size, rep_cfg.crop_size) != (
+                    cfg.events_per_frame, cfg.timesteps, cfg.frame_size, cfg.crop_size):
+                log.info("event representation from the checkpoint: %s", rep)
+                parts["config_updates"] = {"events_per_frame": rep_cfg.events_per_frame,
+                                           "timesteps": rep_cfg.timesteps, "frame_size": rep_cfg.size,
+                                           "crop_size": rep_cfg.crop_size}
             parts["representation"] = lambda batch, roi: spiking_fer_frames(batch, roi, rep_cfg)
+    if parts.get("config_updates"):
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, **parts["config_updates"])
+        parts["config"] = cfg
+    if parts["event_model"] is not None and parts["event_buffers"] is None:
+        parts["event_buffers"] = make_event_buffers(cfg)
     if parts["denoiser"] is None and cfg.denoise:
         parts["denoiser"] = _Denoiser(cfg)
     needs_faces = cfg.expression_model != "none" or bool(cfg.age_gender_checkpoint) or \
@@ -777,7 +795,12 @@ def build_components(cfg: PipelineConfig, injected: Dict[str, Any]) -> Dict[str,
     if parts["mappings"] is None:
         parts["mappings"] = {"aps": make_mapping(cfg.mapping_aps), "rgb": make_mapping(cfg.mapping_rgb)}
     if parts["annotator"] is None and cfg.annotate:
-        parts["annotator"] = _default_annotator
+        try:
+            import fer_perception.annotate  # noqa: F401
+
+            parts["annotator"] = _default_annotator
+        except ImportError:  # pragma: no cover - annotate.py ships with the package
+            log.warning("fer_perception.annotate is not available: no annotated images")
     return parts
 
 
