@@ -1,0 +1,243 @@
+"""Inference-only form of :class:`SpikingFER`: same outputs as the SpikingJelly forward, less overhead.
+
+What it changes (nothing that alters the maths, only float rounding):
+
+- every BatchNorm is folded into the conv before it (``w * gamma / sqrt(var + eps)``, bias
+  ``beta - mean * gamma / sqrt(var + eps)``), so each conv+BN is one ``F.conv2d`` with bias;
+- the T steps are folded into the batch for every stateless op (convs, pooling): ``(T*B, C, H, W)``;
+- the IF neurons run in place on the conv output with four tensor ops per step (charge, compare, store,
+  reset), the same arithmetic as SpikingJelly's IF (``h = v + x``, spike ``h >= 1``, hard reset to 0),
+  without stacking step outputs; the SEW ADD is done in place;
+- the readout uses ``fc(sum_t encoder.fc(f_t)) = fc(W1 (sum_t f_t) + T b1)``: the Linear runs once per
+  window, not T times (dropout is the identity at inference; the infinite-threshold neuron never fires).
+
+It runs single windows (:meth:`FusedSpikingFER.forward`, input ``(T, B, C, H, W)``) or one step at a time
+with explicit state (:meth:`FusedSpikingFER.step`), which reproduces the windowed result: the streaming mode.
+Optionally it counts spikes per layer and the synaptic operations of every layer for the energy estimate
+(``runtime/snn_energy.py``). Pure torch: runs on CPU and CUDA, fp32 or half.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .snn_energy import fanout_map
+
+__all__ = ["FusedSpikingFER", "fold_conv_bn", "if_steps", "LayerStats"]
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of the single conv equal to ``bn(conv(x))`` with BN in eval mode."""
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+        bias = bn.bias - bn.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+    return weight.detach().clone(), bias.detach().clone()
+
+
+def if_steps(x: torch.Tensor, v: Optional[torch.Tensor] = None, threshold: float = 1.0) -> torch.Tensor:
+    """IF neuron over the steps of ``x`` (T, ...), **in place**: ``x`` becomes the spikes; returns the state.
+
+    Per step: ``v = v + x_t``; spike ``= v >= threshold``; hard reset ``v = 0`` where it spiked. ``v`` (the
+    membrane potential before step 0, zeros when None) is updated in place when given.
+    """
+    if v is None:
+        v = torch.zeros_like(x[0])
+    fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+    for t in range(x.shape[0]):
+        v.add_(x[t])
+        torch.ge(v, threshold, out=fired)
+        x[t].copy_(fired)
+        v.masked_fill_(fired, 0.0)
+    return v
+
+
+class LayerStats:
+    """Accumulates, per face, spike counts of the spiking layers and synaptic operations of the synaptic ones."""
+
+    def __init__(self, batch: int, device: torch.device) -> None:
+        self.batch = batch
+        self.spikes: Dict[str, torch.Tensor] = {}
+        self.neurons: Dict[str, int] = {}
+        self.sops: Dict[str, torch.Tensor] = {}
+        self._maps: Dict[Tuple[int, int, int, int, int], torch.Tensor] = {}
+        self.device = device
+
+    def _map(self, h: int, w: int, k: int, s: int, p: int) -> torch.Tensor:
+        key = (h, w, k, s, p)
+        if key not in self._maps:
+            self._maps[key] = torch.as_tensor(fanout_map(h, w, k, s, p).ravel(), dtype=torch.float64,
+                                              device=self.device)
+        return self._maps[key]
+
+    def count(self, name: str, spikes: torch.Tensor, steps: int) -> None:
+        """Add the spikes of ``spikes`` ((steps*B, C, H, W) or (steps*B, N)) to layer ``name``."""
+        per_face = spikes.reshape(steps, self.batch, -1).sum(dim=(0, 2), dtype=torch.float64)
+        self.spikes[name] = self.spikes.get(name, 0) + per_face
+        self.neurons[name] = int(spikes[0].numel())
+
+    def input_sums(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """(B, H*W): input values summed over steps and channels (what the fan-out map weighs)."""
+        return x.reshape(steps, self.batch, x.shape[1], -1).sum(dim=(0, 2), dtype=torch.float64)
+
+    def conv(self, name: str, sums: torch.Tensor, h: int, w: int, conv: "FusedConv") -> None:
+        """Add the SOPs of ``conv`` fed with inputs whose per-position sums are ``sums`` (B, H*W)."""
+        fan = self._map(h, w, conv.kernel, conv.stride, conv.padding)
+        ops = (sums @ fan) * conv.out_channels
+        self.sops[name] = self.sops.get(name, 0) + ops
+
+    def dense(self, name: str, total_input: torch.Tensor, out_features: int) -> None:
+        """Add the SOPs of a fully connected layer whose inputs sum to ``total_input`` (B,)."""
+        self.sops[name] = self.sops.get(name, 0) + total_input * out_features
+
+
+class FusedConv(nn.Module):
+    """A conv with its BatchNorm folded in (bias included)."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+        super().__init__()
+        weight, bias = fold_conv_bn(conv, bn)
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        self.kernel = int(conv.kernel_size[0])
+        self.stride = int(conv.stride[0])
+        self.padding = int(conv.padding[0])
+        self.out_channels = int(conv.out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+class FusedBlock(nn.Module):
+    """SEW basic block (ADD) with folded convs; spiking state lives outside (see :meth:`FusedSpikingFER.step`)."""
+
+    def __init__(self, name: str, block: nn.Module) -> None:
+        super().__init__()
+        self.name = name
+        self.conv1 = FusedConv(block.conv1, block.bn1)
+        self.conv2 = FusedConv(block.conv2, block.bn2)
+        self.down: Optional[FusedConv] = None
+        if block.downsample is not None:
+            self.down = FusedConv(block.downsample[0], block.downsample[1])
+
+    def state_names(self) -> List[str]:
+        names = [f"{self.name}.sn1", f"{self.name}.sn2"]
+        if self.down is not None:
+            names.append(f"{self.name}.downsample_sn")
+        return names
+
+    def run(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor], stats: Optional[LayerStats]):
+        t_b = x.shape[0]
+        if stats is not None:
+            sums = stats.input_sums(x, steps)
+            h, w = x.shape[-2:]
+            stats.conv(f"{self.name}.conv1", sums, h, w, self.conv1)
+            if self.down is not None:
+                stats.conv(f"{self.name}.downsample", sums, h, w, self.down)
+        out = self.conv1(x)
+        n1 = f"{self.name}.sn1"
+        state[n1] = if_steps(out.view(steps, t_b // steps, *out.shape[1:]), state.get(n1))
+        if stats is not None:
+            stats.count(n1, out, steps)
+            stats.conv(f"{self.name}.conv2", stats.input_sums(out, steps), out.shape[-2], out.shape[-1],
+                       self.conv2)
+        out = self.conv2(out)
+        n2 = f"{self.name}.sn2"
+        state[n2] = if_steps(out.view(steps, t_b // steps, *out.shape[1:]), state.get(n2))
+        if stats is not None:
+            stats.count(n2, out, steps)
+        if self.down is None:
+            return out.add_(x)
+        identity = self.down(x)
+        nd = f"{self.name}.downsample_sn"
+        state[nd] = if_steps(identity.view(steps, t_b // steps, *identity.shape[1:]), state.get(nd))
+        if stats is not None:
+            stats.count(nd, identity, steps)
+        return out.add_(identity)
+
+
+class FusedSpikingFER(nn.Module):
+    """Folded, batched inference graph of a trained :class:`SpikingFER` (which is left untouched)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        from ..models.spiking_fer import SpikingFER
+
+        if not isinstance(model, SpikingFER):
+            raise TypeError(f"FusedSpikingFER needs a SpikingFER, got {type(model).__name__}")
+        enc = model.encoder
+        self.timesteps = model.timesteps
+        self.n_classes = model.n_classes
+        self.stem = FusedConv(enc.conv1, enc.bn1)
+        blocks = []
+        for li in range(1, 5):
+            for bi, block in enumerate(getattr(enc, f"layer{li}")):
+                blocks.append(FusedBlock(f"layer{li}.{bi}", block))
+        self.blocks = nn.ModuleList(blocks)
+        fc1 = enc.fc[0]
+        self.register_buffer("fc1_weight", fc1.weight.detach().clone())
+        self.register_buffer("fc1_bias", fc1.bias.detach().clone())
+        self.register_buffer("fc2_weight", model.fc.weight.detach().clone())
+        self.hidden = int(fc1.out_features)
+        self.spiking_layers: List[str] = ["sn1"] + [n for b in self.blocks for n in b.state_names()]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.fc2_weight.dtype
+
+    def _trunk(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
+               stats: Optional[LayerStats]) -> torch.Tensor:
+        """``(steps, B, C, H, W)`` -> ``(steps, B, C4)`` pooled features; updates ``state`` in place."""
+        batch = x.shape[1]
+        flat = x.reshape(steps * batch, *x.shape[2:])
+        if stats is not None:
+            stats.conv("conv1", stats.input_sums(flat, steps), flat.shape[-2], flat.shape[-1], self.stem)
+        y = self.stem(flat)
+        state["sn1"] = if_steps(y.view(steps, batch, *y.shape[1:]), state.get("sn1"))
+        if stats is not None:
+            stats.count("sn1", y, steps)
+        y = F.max_pool2d(y, 3, 2, 1)
+        for block in self.blocks:
+            y = block.run(y, steps, state, stats)
+        if stats is not None:
+            stats.dense("encoder.fc.0", y.reshape(steps, batch, -1).sum(dim=(0, 2), dtype=torch.float64),
+                        self.hidden)
+        return y.mean(dim=(2, 3)).view(steps, batch, -1)
+
+    def _readout(self, feature_sum: torch.Tensor, steps: int) -> torch.Tensor:
+        """Logits from the sum over steps of the pooled features."""
+        potential = F.linear(feature_sum, self.fc1_weight) + self.fc1_bias * steps
+        return F.linear(potential, self.fc2_weight)
+
+    def forward(self, x: torch.Tensor, stats: Optional[LayerStats] = None) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` of one window ``x (T, B, C, H, W)`` (fresh neuron state)."""
+        steps = x.shape[0]
+        feats = self._trunk(x, steps, {}, stats)
+        total = feats[0].clone()
+        for t in range(1, steps):  # sequential sum: the same order as step-by-step streaming
+            total.add_(feats[t])
+        return self._readout(total, steps)
+
+    def step(self, frame: torch.Tensor, state: Dict[str, torch.Tensor],
+             stats: Optional[LayerStats] = None) -> torch.Tensor:
+        """One step ``frame (B, C, H, W)`` with the state ``state`` (updated in place; start from ``{}``).
+
+        Returns the running sum of pooled features (kept in ``state["feature_sum"]``); pass it to
+        :meth:`readout` after the window's last step.
+        """
+        feats = self._trunk(frame.unsqueeze(0), 1, state, stats)[0]
+        if "feature_sum" in state:
+            state["feature_sum"].add_(feats)
+        else:
+            state["feature_sum"] = feats.clone()
+        return state["feature_sum"]
+
+    def readout(self, state: Dict[str, torch.Tensor], steps: int) -> torch.Tensor:
+        """Logits after ``steps`` calls of :meth:`step` on ``state``."""
+        return self._readout(state["feature_sum"], steps)
