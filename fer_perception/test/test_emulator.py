@@ -9,7 +9,7 @@ import pytest
 
 from fer_perception.errors import ConfigError, ImageError
 from fer_perception.events.batch import EventBatch
-from fer_perception.synth.emulator import DvsEmulator, EmulatorConfig, EmulatorError, emulate_frames, lin_log
+from fer_perception.synth.emulator import DvsEmulator, EmulatorConfig, EmulatorError, emulate_frames, lin_log, to_luma
 from fer_perception.synth.faces import SyntheticFaceConfig, render_clip
 
 EXACT = EmulatorConfig(sigma_threshold=0.0, refractory_s=0.0)
@@ -150,8 +150,8 @@ def test_shot_noise_rate_and_darkness_dependence():
 def test_rgb_and_mono_frames_agree():
     clip = _face_clip()
     rgb = emulate_frames(clip.frames, clip.times_s, EmulatorConfig.paper(width=64, height=64))
-    luma = (clip.frames[..., 0] * np.float32(0.299) + clip.frames[..., 1] * np.float32(0.587)
-            + clip.frames[..., 2] * np.float32(0.114))
+    luma = to_luma(clip.frames)
+    np.testing.assert_allclose(luma[0, 10, 10], clip.frames[0, 10, 10] @ np.array([0.299, 0.587, 0.114]), atol=1e-3)
     mono = emulate_frames(luma, clip.times_s, EmulatorConfig.paper(width=64, height=64))
     np.testing.assert_array_equal(rgb.t, mono.t)
 

@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from fer_perception.errors import ConfigError, FerPerceptionError, ImageError
@@ -120,26 +121,37 @@ def lin_log(luma: np.ndarray, threshold: float = 20.0) -> np.ndarray:
         return np.where(x <= threshold, x * f, np.log(np.maximum(x, threshold)))
 
 
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    a = np.asarray(frames)
+    if a.ndim == 4 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (3, 4) or (a.ndim == 4 and a.shape[-1] != 3):
+        raise ImageError(f"frames must be (N,H,W) mono or (N,H,W,3) RGB, got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ImageError(f"frames must be numeric, got dtype {a.dtype}")
+    return a
+
+
+def _frame_luma(frame: np.ndarray) -> np.ndarray:
+    """``(H, W)`` float32 luma (0..255) of one mono or RGB frame (ITU-R 601 weights, as cv2 RGB2GRAY)."""
+    f = frame.astype(np.float32)
+    if frame.dtype == np.uint16:
+        f *= np.float32(255.0 / 65535.0)
+    if f.ndim == 3:
+        f = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
+    return f
+
+
 def to_luma(frames: np.ndarray) -> np.ndarray:
     """``(N, H, W)`` float32 luma (0..255) of ``(N, H, W)`` mono or ``(N, H, W, 3)`` RGB frames.
 
     uint8 and float input in the 0..255 range are accepted; uint16 is scaled to 0..255.
     """
-    a = np.asarray(frames)
-    if a.ndim == 4 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.dtype == np.uint16:
-        a = a.astype(np.float32) * (255.0 / 65535.0)
-    if a.ndim == 4:
-        if a.shape[-1] != 3:
-            raise ImageError(f"frames must be (N,H,W) mono or (N,H,W,3) RGB, got shape {a.shape}")
-        a = a.astype(np.float32, copy=False)
-        return a[..., 0] * np.float32(0.299) + a[..., 1] * np.float32(0.587) + a[..., 2] * np.float32(0.114)
-    if a.ndim != 3:
-        raise ImageError(f"frames must be (N,H,W) mono or (N,H,W,3) RGB, got shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise ImageError(f"frames must be numeric, got dtype {a.dtype}")
-    return a.astype(np.float32, copy=False)
+    a = _check_frames(frames)
+    out = np.empty(a.shape[:3], np.float32)
+    for i in range(len(a)):
+        out[i] = _frame_luma(a[i])
+    return out
 
 
 class DvsEmulator:
@@ -199,8 +211,8 @@ class DvsEmulator:
         Without ``times_s`` the frames are spaced ``1/fps`` after the previous call's last frame (from 0).
         """
         c = self.config
-        luma = to_luma(frames)
-        n = luma.shape[0]
+        arr = _check_frames(frames)
+        n = arr.shape[0]
         if times_s is None:
             times = (self.n_frames + np.arange(n, dtype=np.float64)) / c.fps
         else:
@@ -214,7 +226,7 @@ class DvsEmulator:
             raise EmulatorError("frame timestamps must be finite")
         if np.any(np.diff(times) <= 0) or (self._t_prev is not None and times[0] <= self._t_prev):
             raise EmulatorError("frame timestamps must increase strictly (also across calls)")
-        h, w = luma.shape[1:]
+        h, w = arr.shape[1:3]
         want = (c.height or h, c.width or w)
         if (h, w) != want or (self._shape is not None and (h, w) != self._shape):
             exp = self._shape or want
@@ -223,12 +235,12 @@ class DvsEmulator:
         xs, ys, ts, ps = [], [], [], []
         i0 = 0
         if self._ref is None:
-            self._init_state(lin_log(luma[0], c.lin_log_threshold))
+            self._init_state(lin_log(_frame_luma(arr[0]), c.lin_log_threshold))
             self._t_prev = float(times[0])
             self.n_frames += 1
             i0 = 1
         for i in range(i0, n):
-            out = self._step(luma[i], float(times[i]))
+            out = self._step(_frame_luma(arr[i]), float(times[i]))
             if out is not None:
                 xs.append(out[0]); ys.append(out[1]); ts.append(out[2]); ps.append(out[3])  # noqa: E702
         hh, ww = self._shape
@@ -256,16 +268,16 @@ class DvsEmulator:
         if self._leak is not None:
             self._ref -= dt * self._leak * self.pos_thr
         diff = log_new - self._ref           # ... and at its end (leak included)
-        n_on = np.floor(np.maximum(diff, 0.0) / self.pos_thr).astype(np.int64)
-        n_off = np.floor(np.maximum(-diff, 0.0) / self.neg_thr).astype(np.int64)
 
         parts = []
-        for count, thr, sign, pol in ((n_on, self.pos_thr, 1.0, 1), (n_off, self.neg_thr, -1.0, 0)):
-            flat = np.flatnonzero(count)
+        for thr, sign, pol in ((self.pos_thr, 1.0, 1), (self.neg_thr, -1.0, 0)):
+            flat = np.flatnonzero(sign * diff >= thr)   # pixels with at least one event
             if flat.size == 0:
                 continue
-            parts.append(self._signal_events(flat, count.ravel()[flat], thr.ravel()[flat], sign, pol,
-                                             d0.ravel()[flat], diff.ravel()[flat], t0, dt))
+            d1 = diff.ravel()[flat]
+            th = thr.ravel()[flat]
+            count = np.floor(sign * d1 / th).astype(np.int64)
+            parts.append(self._signal_events(flat, count, th, sign, pol, d0.ravel()[flat], d1, t0, dt))
         if c.shot_noise_rate_hz > 0:
             parts.append(self._shot_noise(luma, t0, dt))
         self._prev = log_new
@@ -325,16 +337,18 @@ class DvsEmulator:
         c = self.config
         inten01 = (luma.astype(np.float64) + 20.0) / 275.0
         rate = (c.shot_noise_rate_hz / 2.0) * ((c.shot_noise_inten_factor - 1.0) * inten01 + 1.0)
-        lam = rate * dt
+        # independent Poisson counts per pixel == a Poisson total spread over the pixels in proportion to
+        # their rates: draw the total, then pixels by inverse CDF (no full-frame random draws)
+        cdf = np.cumsum(rate.ravel() * dt)
+        total = float(cdf[-1])
         res = []
         for pol in (1, 0):
-            k = self._rng.poisson(lam)
-            flat = np.flatnonzero(k)
-            if flat.size == 0:
+            n = int(self._rng.poisson(total))
+            if n == 0:
                 continue
-            reps = k.ravel()[flat]
-            idx = np.repeat(flat, reps)
-            tt = t0 + dt * self._rng.uniform(0.0, 1.0, idx.size)
+            idx = np.searchsorted(cdf, self._rng.uniform(0.0, total, n), side="right")
+            idx = np.minimum(idx, cdf.size - 1)
+            tt = t0 + dt * self._rng.uniform(0.0, 1.0, n)
             order = np.lexsort((tt, idx))
             idx, tt = idx[order], tt[order]
             # refractory against the last event of the pixel (only the first noise event per pixel per frame
