@@ -254,7 +254,8 @@ class BagReader:
         if not self.is_ros1:
             return msg.data
         r = self._require_open()
-        store = r.typestore if msg.msgtype in r.typestore.types else self._ours
+        # rosbags' ros1_to_cdr expects ROS 2 definitions (a Header without seq: it skips the ROS 1 seq itself)
+        store = self._ours if msg.msgtype in self._ours.types else r.typestore
         return bytes(store.ros1_to_cdr(msg.data, msg.msgtype))
 
     def _count_malformed(self, topic: str, exc: Exception) -> None:
