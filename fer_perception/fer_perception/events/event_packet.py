@@ -354,6 +354,16 @@ def _decode_libcaer_cmp(words: np.ndarray, st: _CmpState) -> Tuple[np.ndarray, .
     return _per_event(cnt, ev_x), y, _per_event(cnt, ev_t), _per_event(cnt, p)
 
 
+_INT64_MAX = (1 << 63) - 1
+
+
+def _time_origin(base: int, max_rel_ns: int, what: str) -> np.int64:
+    """``base`` as int64 after checking that ``base + max_rel_ns`` still fits a ROS int64 nanosecond time."""
+    if base + max_rel_ns > _INT64_MAX:
+        raise MalformedMessageError(f"{what}: time base {base} ns puts event times beyond int64 nanoseconds")
+    return np.int64(base)
+
+
 class EventPacketDecoder:
     """Stateful decoder for one EventPacket stream (one topic); ``decode(data) -> EventBatch``.
 
@@ -407,7 +417,7 @@ class EventPacketDecoder:
             y = ((w >> np.uint64(48)) & np.uint64(0x7FFF)).astype(np.uint16)
             p = (w >> np.uint64(63)).astype(np.uint8)
             base = env.stamp_ns if self.time_reference == "ros" else env.time_base
-            t = dt + np.int64(base)
+            t = dt + _time_origin(base, int(dt.max()) if len(dt) else 0, what)
             if self.strict_order:
                 check_time_order(t, what)
         elif enc == "libcaer":
@@ -434,30 +444,33 @@ class EventPacketDecoder:
             x = ((data_w >> 17) & 0x7FFF).astype(np.uint16)
             y = ((data_w >> 2) & 0x7FFF).astype(np.uint16)
             p = ((data_w >> 1) & 1).astype(np.uint8)
-            t = ts * 1000 + np.int64(env.time_base)
+            t = ts * 1000 + _time_origin(env.time_base, int(ts.max()) * 1000 if len(ts) else 0, what)
         elif enc == "libcaer_cmp":
             xs, ys, dt_us, ps = _decode_libcaer_cmp(_words(env.payload, 2, e + "u2", enc), self._cmp)
-            x, y, p = xs.astype(np.uint16), ys.astype(np.uint16), ps.astype(np.uint8)
-            t = dt_us * 1000 + np.int64(env.time_base)
+            x, y, p = xs, ys, ps.astype(np.uint8)
+            t = dt_us * 1000 + _time_origin(env.time_base, int(dt_us.max()) * 1000 if len(dt_us) else 0, what)
         else:  # evt3
             xs, ys, t_us, ps = _decode_evt3(_words(env.payload, 2, e + "u2", enc), self._evt3)
-            x, y, p = xs.astype(np.uint16), ys.astype(np.uint16), ps.astype(np.uint8)
+            x, y, p = xs, ys, ps.astype(np.uint8)
             t = t_us * 1000
             if self.time_reference == "ros" and len(t):
                 if self._evt3_offset_ns is None:
                     self._evt3_offset_ns = env.stamp_ns - int(t[0])
                 t += np.int64(self._evt3_offset_ns)
-        if len(x) and env.width > 0 and env.height > 0:
-            if self.out_of_bounds == "drop":
-                inside = (x < env.width) & (y < env.height)
-                if not inside.all():
-                    self.dropped_out_of_bounds += int((~inside).sum())
-                    x, y, t, p = x[inside], y[inside], t[inside], p[inside]
-            else:
-                check_bounds(x, y, env.width, env.height, what)
+        if len(x):
+            if env.width > 0 and env.height > 0:
+                if self.out_of_bounds == "drop":
+                    inside = (x < env.width) & (y < env.height)
+                    if not inside.all():
+                        self.dropped_out_of_bounds += int((~inside).sum())
+                        x, y, t, p = x[inside], y[inside], t[inside], p[inside]
+                else:
+                    check_bounds(x, y, env.width, env.height, what)
+            elif int(x.max()) > 0xFFFF or int(y.max()) > 0xFFFF:
+                raise MalformedMessageError(f"{what}: vector words run coordinates beyond 65535")
         meta = {"encoding": enc, "seq": env.seq, "time_base": env.time_base}
         return EventBatch(
-            np.ascontiguousarray(x), np.ascontiguousarray(y), np.ascontiguousarray(t), np.ascontiguousarray(p),
+            x.astype(np.uint16, copy=False), y.astype(np.uint16, copy=False), t, p,
             int(env.width), int(env.height), int(env.stamp_ns), env.frame_id, meta,
         )
 
