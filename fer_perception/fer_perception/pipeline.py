@@ -354,7 +354,7 @@ class Pipeline:
         self._event_frame_id = ""
         self._arrivals: List[Tuple[int, int]] = []  # (last event t_ns of a message, arrival clock ns)
         self._recent: List[EventBatch] = []
-        self._last_windows: Dict[str, Roi] = {}
+        self._last_event_results: Dict[str, EmotionResult] = {}
         self.counters = PipelineCounters()
         self.frame_latencies_ms: List[float] = []
         self.event_latencies_ms: List[float] = []
@@ -423,6 +423,8 @@ class Pipeline:
         if faces != self._event_faces or not self._faces_synced:
             gone = set(self._event_faces) - set(faces)
             self._smoothers[SOURCE_EVENTS].remove(gone)
+            for fid in gone | ({SENSOR_FACE_ID} if faces else set()):
+                self._last_event_results.pop(fid, None)
             if not faces:
                 self._smoothers[SOURCE_EVENTS].remove(
                     [f for f in self._smoothers[SOURCE_EVENTS].face_ids if f != SENSOR_FACE_ID])
@@ -463,7 +465,7 @@ class Pipeline:
                 probabilities=smoothed, window_ns=int(win.t[-1] - win.t[0]) if len(win) else 0,
                 latency_ms=latency, extras={"raw_probabilities": p.astype(np.float32), "events": len(win)},
             )
-            self._last_windows[str(face_id)] = roi
+            self._last_event_results[str(face_id)] = res
             out.append(res)
             self.event_latencies_ms.append(latency)
         self.counters.windows += len(windows)
@@ -489,15 +491,21 @@ class Pipeline:
                 del self._arrivals[:k]
 
     def event_frame_image(self) -> Optional[np.ndarray]:
-        """RGB image of the recent events with the current face windows (``event_frame`` topic)."""
+        """RGB image of the recent events with the face windows and their latest event results
+        (``event_frame`` topic); ``None`` until the sensor size is known."""
         w, h = self._event_size
         if w <= 0 or h <= 0:
             return None
         batch = EventBatch.concatenate(self._recent) if self._recent else EventBatch.empty(w, h)
-        from fer_perception.events.visualize import event_frame_image
+        faces = [{"box": roi.as_tuple(), "face_id": fid, "emotion": self._last_event_results.get(fid)}
+                 for fid, roi in self.event_faces.items()]
+        try:
+            from fer_perception.annotate import annotate_events
+        except ImportError:  # pragma: no cover - annotate.py ships with the package
+            from fer_perception.events.visualize import event_frame_image
 
-        img = event_frame_image(batch, w, h)
-        return _draw_rois(img, list(self.event_faces.items()))
+            return event_frame_image(batch, w, h, [Roi(*f["box"]) for f in faces])
+        return annotate_events(batch, faces, width=w, height=h, min_width=0)
 
     # -- frames --------------------------------------------------------------------------------------------
     def on_image(
@@ -593,19 +601,6 @@ class Pipeline:
 
     def counter_dict(self) -> Dict[str, int]:
         return asdict(self.counters)
-
-
-def _draw_rois(img: np.ndarray, rois: Sequence[Tuple[str, Roi]]) -> np.ndarray:
-    if not rois:
-        return img
-    import cv2
-
-    img = np.ascontiguousarray(img)
-    for face_id, r in rois:
-        cv2.rectangle(img, (r.x, r.y), (r.x + max(r.width - 1, 0), r.y + max(r.height - 1, 0)), (255, 255, 0), 1)
-        cv2.putText(img, str(face_id), (r.x + 2, max(10, r.y - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (255, 255, 0), 1, cv2.LINE_AA)
-    return img
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -825,15 +820,7 @@ def _default_annotator(rgb, tracks, emotions, demographics):
 
     by_face_e = {e.face_id: e for e in emotions}
     by_face_d = {d.face_id: d for d in demographics}
-    faces = []
-    for tr in tracks:
-        e = by_face_e.get(str(tr.face_id))
-        d = by_face_d.get(str(tr.face_id))
-        faces.append({
-            "box": np.asarray(tr.box, dtype=np.float32), "face_id": str(tr.face_id),
-            "emotion": None if e is None else {"label": e.label, "confidence": e.confidence, "labels": e.labels,
-                                               "probabilities": e.probabilities},
-            "demographics": None if d is None else {"age": d.age, "age_std": d.age_std, "gender": d.gender,
-                                                    "gender_confidence": d.gender_confidence},
-        })
+    faces = [{"box": np.asarray(tr.box, dtype=np.float32), "face_id": str(tr.face_id),
+              "emotion": by_face_e.get(str(tr.face_id)), "demographics": by_face_d.get(str(tr.face_id))}
+             for tr in tracks]
     return annotate_frame(rgb, faces)

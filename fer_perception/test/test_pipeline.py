@@ -310,3 +310,20 @@ def test_smoothing_prune_and_label_change_resets():
         s.update("f", [np.nan, 1.0])
     with pytest.raises(ConfigError):
         SmoothingConfig(alpha=0.0)
+
+
+def test_event_frame_image_and_annotated_frames():
+    from fer_perception.pipeline import _default_annotator
+
+    pl = make_pipeline()
+    assert pl.event_frame_image() is None  # sensor size unknown yet
+    pl.on_events(events(400, 0, 9))
+    pl.poll()
+    img = pl.event_frame_image()
+    assert img.shape == (H, W, 3) and img.dtype == np.uint8
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 1
+    pl.annotator = _default_annotator
+    pl.config.annotate = True
+    frame = face_image(20, 10)
+    out = pl.on_image(frame, 5, source="rgb")
+    assert out.annotated.shape == frame.shape and not np.array_equal(out.annotated, frame)
