@@ -14,6 +14,7 @@ from fer_perception.synth.faces import (
     expression_name,
     haar_detection_rate,
     make_identity,
+    nose_centred_crops,
     render_clip,
 )
 
@@ -122,3 +123,28 @@ def test_expression_names_and_errors():
         SyntheticFaceConfig(n_frames=0)
     with pytest.raises(ConfigError, match="onset"):
         SyntheticFaceConfig(onset=0.9, apex=0.5)
+
+
+def test_project_haar_detector_finds_the_faces_too():
+    detect = pytest.importorskip("fer_perception.faces.detect")
+    det = detect.HaarFaceDetector()
+    rates = [haar_detection_rate(render_clip(name, 7, SyntheticFaceConfig.scene(n_frames=8)), step=4, detector=det)
+             for name in EXPRESSIONS]
+    assert np.mean(rates) >= 0.8, rates
+
+
+def test_nose_centred_crops_of_a_scene():
+    scene = render_clip("happy", 3, SyntheticFaceConfig.scene(n_frames=6))
+    crops = nose_centred_crops(scene, size=200)
+    assert crops.frames.shape == (6, 200, 200, 3) and crops.label == "happy"
+    np.testing.assert_allclose(crops.nose[0], [100, 100], atol=1e-6)
+    assert crops.boxes[0, 3] == pytest.approx(0.77 * 200)
+    # fixed crop: later frames keep the head motion; follow: every frame centred
+    follow = nose_centred_crops(scene, size=200, follow=True)
+    np.testing.assert_allclose(follow.nose, np.full((6, 2), 100.0), atol=1e-6)
+    # the crop shows the same picture as the scene, scaled
+    x, y, w, h = scene.boxes[0]
+    k = 200 / (h / 0.77)
+    cy, cx = int(scene.nose[0, 1] - 0.3 * h), int(scene.nose[0, 0])
+    cyc, cxc = int(round(100 - 0.3 * h * k)), 100
+    np.testing.assert_allclose(crops.frames[0, cyc, cxc].astype(float), scene.frames[0, cy, cx].astype(float), atol=40)

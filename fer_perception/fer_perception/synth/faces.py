@@ -281,6 +281,12 @@ def _quad_curve(x0: float, x1: float, y_end0: float, y_mid: float, y_end1: float
     return np.stack([x, y], axis=1)
 
 
+def _bezier(ctrl: np.ndarray, n: int = 12) -> np.ndarray:
+    """Points of the quadratic Bezier curve with control points ``ctrl`` (3, 2)."""
+    u = np.linspace(0.0, 1.0, n)[:, None]
+    return (1 - u) ** 2 * ctrl[0] + 2 * u * (1 - u) * ctrl[1] + u**2 * ctrl[2]
+
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
@@ -479,8 +485,8 @@ def _draw_face(p: _Painter, ident: Identity, au: Dict[str, float], blink: float)
     if fold > 0.02:
         for sx, cy in ((-1, corner_l), (1, corner_r)):
             w = fold * (1.0 if (sx > 0 or g("sneer", 0.0) < 0.5) else 0.6)
-            p.line(np.array([[sx * 0.2, tip_y - 0.03], [sx * (mw + 0.1), (tip_y + cy) / 2],
-                             [sx * (mw + 0.06), cy + 0.05]]),
+            p.line(_bezier(np.array([[sx * 0.2, tip_y - 0.03], [sx * (mw + 0.14), (tip_y + cy) / 2],
+                                     [sx * (mw + 0.06), cy + 0.05]])),
                    _mix(skin, _shade(skin, 0.55), 0.85 * w), 0.025)
     p.fill(np.concatenate([outer_up, outer_lo]), ident.lips)
     if opening > 0.012:
@@ -632,18 +638,54 @@ def render_clip(
                     identity=ident, seed=int(seed), aus=aus)
 
 
-def haar_detection_rate(clip: FaceClip, step: int = 1, min_iou: float = 0.3) -> float:
-    """Fraction of frames where OpenCV's Haar frontal-face cascade finds a box overlapping the true face box."""
-    casc = _haar()
+def haar_detection_rate(clip: FaceClip, step: int = 1, min_iou: float = 0.3, detector=None) -> float:
+    """Fraction of frames where a face detector finds a box overlapping the true face box (IoU >= min_iou).
+
+    ``detector``: any object with ``detect(rgb) -> [Detection]``; default OpenCV's Haar
+    ``haarcascade_frontalface_default.xml`` through ``cv2.CascadeClassifier``.
+    """
+    casc = _haar() if detector is None else None
     hits = 0
     idx = range(0, len(clip), max(1, step))
     for i in idx:
-        gray = cv2.cvtColor(clip.frames[i], cv2.COLOR_RGB2GRAY)
-        min_side = max(24, int(0.35 * clip.boxes[i, 3]))
-        dets = casc.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=4, minSize=(min_side, min_side))
-        if any(_iou(d, clip.boxes[i]) >= min_iou for d in dets):
+        if casc is not None:
+            gray = cv2.cvtColor(clip.frames[i], cv2.COLOR_RGB2GRAY)
+            min_side = max(24, int(0.35 * clip.boxes[i, 3]))
+            boxes = casc.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=4, minSize=(min_side, min_side))
+        else:
+            boxes = [d.box for d in detector.detect(clip.frames[i])]
+        if any(_iou(b, clip.boxes[i]) >= min_iou for b in boxes):
             hits += 1
     return hits / max(1, len(idx))
+
+
+def nose_centred_crops(clip: FaceClip, size: int = 200, face_fraction: float = 0.77,
+                       follow: bool = False) -> FaceClip:
+    """FerDVS-style crops of a (scene) clip: squares centred on the nose, the face ``face_fraction`` of the side.
+
+    ``follow=False`` keeps the crop of the first frame for the whole clip (the FerDVS sources were registered
+    to their first frame, so head motion stays visible); ``follow=True`` re-centres on every frame.
+    Boxes and nose positions are mapped into the crops.
+    """
+    if int(size) < 8 or not 0.05 < face_fraction <= 1.5:
+        raise ConfigError(f"nose_centred_crops: need size >= 8 and 0.05 < face_fraction <= 1.5, got {size}, "
+                          f"{face_fraction}")
+    n = len(clip)
+    frames = np.empty((n, size, size, 3), np.uint8)
+    boxes = np.empty((n, 4))
+    nose = np.empty((n, 2))
+    for i in range(n):
+        j = i if follow else 0
+        side = clip.boxes[j, 3] / face_fraction
+        k = size / side
+        cx, cy = clip.nose[j]
+        m = np.array([[k, 0.0, size / 2.0 - k * cx], [0.0, k, size / 2.0 - k * cy]])
+        interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
+        frames[i] = cv2.warpAffine(clip.frames[i], m, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+        x, y, w, h = clip.boxes[i]
+        boxes[i] = (k * x + m[0, 2], k * y + m[1, 2], k * w, k * h)
+        nose[i] = (k * clip.nose[i, 0] + m[0, 2], k * clip.nose[i, 1] + m[1, 2])
+    return replace(clip, frames=frames, boxes=boxes, nose=nose)
 
 
 _CASCADE = None
