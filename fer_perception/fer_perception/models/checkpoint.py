@@ -37,6 +37,7 @@ __all__ = [
     "load_state_dict_strict",
     "check_state_dict",
     "strip_prefix",
+    "default_classes",
 ]
 
 #: Value of the ``format`` field of our checkpoints.
@@ -215,7 +216,8 @@ def _infer_from_shapes(sd: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def _default_classes(n_classes: int) -> Tuple[str, ...]:
+def default_classes(n_classes: int) -> Tuple[str, ...]:
+    """FerDVS class names for 6 classes, else ``class_0 .. class_{n-1}``."""
     if n_classes == len(FERDVS_CLASSES):
         return FERDVS_CLASSES
     return tuple(f"class_{i}" for i in range(n_classes))
@@ -238,7 +240,7 @@ def _meta_from_official(ckpt: Mapping[str, Any], sd: Mapping[str, Any], path: st
     plain_hp = {k: v for k, v in hp.items() if isinstance(v, (str, int, float, bool, type(None)))}
     return CheckpointMeta(
         kind=kind,
-        classes=_default_classes(n_classes),
+        classes=default_classes(n_classes),
         n_classes=n_classes,
         timesteps=timesteps,
         width=inferred["width"],
@@ -287,7 +289,7 @@ def load_checkpoint(path: PathLike, kind: Optional[str] = None, map_location: An
         sd = strip_prefix(ckpt, "model.")
         inferred = _infer_from_shapes(sd)
         meta = CheckpointMeta(
-            classes=_default_classes(inferred["n_classes"]), source="state_dict", path=p,
+            classes=default_classes(inferred["n_classes"]), source="state_dict", path=p,
             provenance={"synthetic": False}, **inferred,
         )
     else:
@@ -334,7 +336,7 @@ def save_checkpoint(path: PathLike, model, meta: Union[CheckpointMeta, Mapping[s
     if clashes:
         raise CheckpointError(f"checkpoint meta disagrees with the model: {'; '.join(clashes)}")
     given.update(own)
-    given.setdefault("classes", list(_default_classes(cfg.n_classes)))
+    given.setdefault("classes", list(default_classes(cfg.n_classes)))
     given.setdefault("source", "fer_perception")
     given.pop("path", None)
     final = CheckpointMeta.from_dict(given, path=str(path))

@@ -1,0 +1,369 @@
+"""Spiking-FER inference runtime: device and precision choice, warm-up, batched windows, streaming, energy.
+
+:class:`SnnRunner` wraps a :class:`SpikingFER` (or :class:`CNNBaseline`) or a checkpoint path:
+
+- ``device="auto"`` takes CUDA when available, else the CPU; ``threads`` sets torch's CPU thread count
+  (process-wide);
+- ``half=None`` uses half precision on CUDA only, and only if it agrees with fp32 on warm-up windows
+  (identical argmax, probabilities within ``half_tolerance``); ``half=True`` asks for it on any device
+  (bfloat16 on the CPU) under the same check; when the check fails the runner stays in fp32 and says why
+  (:attr:`SnnRunner.half_rejected`);
+- every window starts from a fresh network state; faces are batched;
+- the SNN runs through :class:`~fer_perception.runtime.snn_fused.FusedSpikingFER` (BN folded, T folded into
+  the batch, in-place IF neurons, readout summed once), equal to the SpikingJelly forward up to float
+  rounding (tested).
+
+``predict(frames (B, T, 2, S, S)) -> SnnOutput``: softmax probabilities, logits, per-layer firing rates and
+the energy estimate of ``runtime/snn_energy.py`` (SNN accumulates from the actual spikes x fan-out at
+0.9 pJ, readout MACs at 4.6 pJ; the CNN baseline's MACs at 4.6 pJ for the same window).
+
+:class:`StreamingSnn` feeds one 2,500-event frame at a time (single step, state kept) and answers after
+every T-th frame with the same output as the windowed call, so a live node spreads the compute over the
+window.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import ConfigError, FerPerceptionError
+
+__all__ = ["SnnInputError", "SnnOutput", "SnnRunner", "StreamingSnn", "resolve_device"]
+
+
+class SnnInputError(FerPerceptionError, ValueError):
+    """Frames given to the SNN runtime have the wrong type, shape, size or values."""
+
+
+@dataclass
+class SnnOutput:
+    """Result of one window for B faces."""
+
+    probabilities: np.ndarray  #: (B, C) float32 softmax of the logits
+    logits: np.ndarray  #: (B, C) float32
+    classes: Tuple[str, ...]  #: class names, in the logits' order
+    firing_rates: Dict[str, np.ndarray] = field(default_factory=dict)  #: layer -> (B,) spikes/neuron/step
+    energy: Optional[Any] = None  #: :class:`~fer_perception.runtime.snn_energy.EnergyEstimate` (SNN only)
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """Most probable class of every face."""
+        return tuple(self.classes[i] for i in np.argmax(self.probabilities, axis=1))
+
+    @property
+    def mean_firing_rate(self) -> np.ndarray:
+        """(B,) mean of the per-layer firing rates (0 for a CNN)."""
+        if not self.firing_rates:
+            return np.zeros(self.probabilities.shape[0], dtype=np.float64)
+        return np.mean(np.stack(list(self.firing_rates.values())), axis=0)
+
+
+def resolve_device(device: Union[str, Any] = "auto"):
+    """``"auto"`` -> CUDA if available else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device."""
+    import torch
+
+    if isinstance(device, torch.device):
+        dev = device
+    elif device == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(str(device))
+        except RuntimeError as exc:
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available (use 'auto' or 'cpu')")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return dev
+
+
+class SnnRunner:
+    """Batched Spiking-FER inference on CPU or CUDA (see the module docstring)."""
+
+    def __init__(
+        self,
+        model_or_checkpoint: Any,
+        device: Union[str, Any] = "auto",
+        half: Optional[bool] = None,
+        threads: Optional[int] = None,
+        classes: Optional[Sequence[str]] = None,
+        warmup: int = 2,
+        half_tolerance: float = 0.02,
+        max_batch: int = 64,
+        fused: bool = True,
+    ) -> None:
+        import torch
+        from torch import nn
+
+        from ..models.checkpoint import default_classes, load_checkpoint
+        from ..models.spiking_fer import model_config
+        from .snn_fused import FusedSpikingFER
+
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+            torch.set_num_threads(threads)
+        if max_batch < 1:
+            raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
+        self.meta = None
+        if isinstance(model_or_checkpoint, (str, os.PathLike)):
+            model, self.meta = load_checkpoint(model_or_checkpoint)
+            if classes is None:
+                classes = self.meta.classes
+        elif isinstance(model_or_checkpoint, nn.Module):
+            model = model_or_checkpoint
+        else:
+            raise ConfigError(
+                f"SnnRunner needs a SpikingFER/CNNBaseline or a checkpoint path, got {type(model_or_checkpoint).__name__}"
+            )
+        self.config = model_config(model)
+        if classes is None:
+            classes = default_classes(self.config.n_classes)
+        self.classes: Tuple[str, ...] = tuple(classes)
+        if len(self.classes) != self.config.n_classes:
+            raise ConfigError(f"{len(self.classes)} class names given for a {self.config.n_classes}-class model")
+        self.kind = self.config.kind
+        self.device = resolve_device(device)
+        self.max_batch = int(max_batch)
+        self.model = model.eval().to(self.device)
+        self.fused = bool(fused and self.kind == "snn")
+        self._net: nn.Module = FusedSpikingFER(self.model).eval() if self.fused else self.model
+        self.dtype = torch.float32
+        self.half_rejected: Optional[str] = None
+        self.half_max_diff: Optional[float] = None
+
+        warm = self._warmup_frames()
+        for _ in range(max(1, warmup)):
+            reference = self._logits(warm, stats=False)[0]
+        want_half = (self.device.type == "cuda") if half is None else bool(half)
+        if want_half:
+            self._try_half(warm, reference, half_tolerance)
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _warmup_frames(self):
+        import torch
+
+        g = torch.Generator().manual_seed(1234)
+        shape = (self.config.timesteps, 2, self.config.in_channels, self.config.input_size, self.config.input_size)
+        density = torch.tensor([0.05, 0.2]).view(1, 2, 1, 1, 1)
+        return (torch.rand(shape, generator=g) < density).float().to(self.device)
+
+    def _try_half(self, warm, reference, tolerance: float) -> None:
+        import torch
+
+        half_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self._net.to(half_dtype)
+        self.dtype = half_dtype
+        try:
+            low = self._logits(warm, stats=False)[0]
+        except RuntimeError as exc:  # op not implemented for this dtype on this device
+            self._revert_half(f"{half_dtype} forward failed: {exc}")
+            return
+        p32 = torch.softmax(reference.float(), dim=1)
+        p16 = torch.softmax(low.float(), dim=1)
+        diff = float((p32 - p16).abs().max())
+        self.half_max_diff = diff
+        if not torch.isfinite(low.float()).all():
+            self._revert_half(f"{half_dtype} logits are not finite")
+        elif not torch.equal(p32.argmax(1), p16.argmax(1)):
+            self._revert_half(f"{half_dtype} changes the predicted class on the warm-up windows")
+        elif diff > tolerance:
+            self._revert_half(f"{half_dtype} probabilities differ by {diff:.4f} > {tolerance}")
+
+    def _revert_half(self, reason: str) -> None:
+        import torch
+
+        self._net.to(torch.float32)
+        self.dtype = torch.float32
+        self.half_rejected = reason
+
+    @property
+    def half(self) -> bool:
+        """Whether the runner computes in half precision (float16 on CUDA, bfloat16 on the CPU)."""
+        import torch
+
+        return self.dtype != torch.float32
+
+    # ------------------------------------------------------------------------------------------- inference
+    def _as_tensor(self, frames: Any):
+        import torch
+
+        if isinstance(frames, np.ndarray):
+            if frames.dtype.kind not in "biuf":
+                raise SnnInputError(f"frames must be numeric or bool, got dtype {frames.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+        elif isinstance(frames, torch.Tensor):
+            if frames.is_complex():
+                raise SnnInputError(f"frames must be real, got {frames.dtype}")
+            x = frames.detach().float()
+        else:
+            raise SnnInputError(f"frames must be a numpy array or torch tensor, got {type(frames).__name__}")
+        if x.numel() and not torch.isfinite(x).all():
+            raise SnnInputError("frames contain NaN or infinite values")
+        return x
+
+    def _check_frames(self, frames: Any):
+        """(B, T, C, S, S) float32 tensor from a window batch (or one window (T, C, S, S))."""
+        x = self._as_tensor(frames)
+        if x.dim() == 4:
+            x = x.unsqueeze(0)
+        cfg = self.config
+        expected = (cfg.timesteps, cfg.in_channels, cfg.input_size, cfg.input_size)
+        if x.dim() != 5 or tuple(x.shape[1:]) != expected:
+            raise SnnInputError(
+                f"frames must have shape (B, {', '.join(map(str, expected))}) = (faces, T, polarities, S, S), "
+                f"got {tuple(x.shape)}"
+            )
+        if x.shape[0] == 0:
+            raise SnnInputError("frames hold no face (batch size 0)")
+        return x
+
+    def _check_frame(self, frame: Any):
+        """(B, C, S, S) float32 tensor from one step's frames (or one face's frame (C, S, S))."""
+        x = self._as_tensor(frame)
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        cfg = self.config
+        expected = (cfg.in_channels, cfg.input_size, cfg.input_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected or x.shape[0] == 0:
+            raise SnnInputError(
+                f"a streamed frame must have shape (B, {', '.join(map(str, expected))}) = (faces, polarities, S, S) "
+                f"with B >= 1, got {tuple(x.shape)}"
+            )
+        return x
+
+    def _logits(self, x_tb, stats: bool):
+        """Logits of a window already laid out (T, B, C, S, S) on the device; plus LayerStats or None."""
+        import torch
+
+        from .snn_fused import LayerStats
+
+        with torch.inference_mode():
+            x_tb = x_tb.to(self.device, self.dtype)
+            if self.fused:
+                st = LayerStats(x_tb.shape[1], self.device) if stats else None
+                return self._net(x_tb, st).float(), st
+            if self.kind == "snn":
+                return self._net(x_tb).float(), None
+            return self._net(x_tb).float(), None
+
+    def predict(self, frames: Any, stats: bool = True) -> SnnOutput:
+        """Classify B windows ``frames (B, T, 2, S, S)`` (numpy or torch; ``(T, 2, S, S)`` = one face).
+
+        ``stats=False`` skips the firing rates and the energy estimate (slightly faster).
+        """
+        x = self._check_frames(frames)
+        outputs = [self._predict_chunk(x[i:i + self.max_batch], stats) for i in range(0, x.shape[0], self.max_batch)]
+        if len(outputs) == 1:
+            return outputs[0]
+        return _concat(outputs)
+
+    def _predict_chunk(self, x, stats: bool) -> SnnOutput:
+        logits, st = self._logits(x.permute(1, 0, 2, 3, 4), stats)
+        return self._output(logits, st, self.config.timesteps)
+
+    def _output(self, logits, st, steps: int) -> SnnOutput:
+        import torch
+
+        from .snn_energy import EnergyEstimate, cnn_baseline_macs
+
+        probs = torch.softmax(logits, dim=1)
+        firing: Dict[str, np.ndarray] = {}
+        energy = None
+        if st is not None:
+            for name, count in st.spikes.items():
+                firing[name] = (count / (st.neurons[name] * steps)).cpu().numpy()
+            sops = {k: v.cpu().numpy() for k, v in st.sops.items()}
+            cfg = self.config
+            energy = EnergyEstimate(
+                snn_sops=np.sum(np.stack(list(sops.values())), axis=0),
+                snn_macs=int(self.model.fc.weight.numel()),
+                cnn_macs=cnn_baseline_macs(cfg.n_classes, cfg.timesteps, cfg.width, cfg.input_size, cfg.in_channels),
+                sops_per_layer=sops,
+            )
+        return SnnOutput(
+            probabilities=probs.cpu().numpy().astype(np.float32),
+            logits=logits.cpu().numpy().astype(np.float32),
+            classes=self.classes,
+            firing_rates=firing,
+            energy=energy,
+        )
+
+
+def _concat(outputs: Sequence[SnnOutput]) -> SnnOutput:
+    from .snn_energy import EnergyEstimate
+
+    first = outputs[0]
+    energy = None
+    if first.energy is not None:
+        energy = EnergyEstimate(
+            snn_sops=np.concatenate([o.energy.snn_sops for o in outputs]),
+            snn_macs=first.energy.snn_macs,
+            cnn_macs=first.energy.cnn_macs,
+            sops_per_layer={k: np.concatenate([o.energy.sops_per_layer[k] for o in outputs])
+                            for k in first.energy.sops_per_layer},
+        )
+    return SnnOutput(
+        probabilities=np.concatenate([o.probabilities for o in outputs]),
+        logits=np.concatenate([o.logits for o in outputs]),
+        classes=first.classes,
+        firing_rates={k: np.concatenate([o.firing_rates[k] for o in outputs]) for k in first.firing_rates},
+        energy=energy,
+    )
+
+
+class StreamingSnn:
+    """Single-step Spiking-FER: one frame ``(B, 2, S, S)`` per :meth:`push`, an :class:`SnnOutput` every T frames.
+
+    The neuron states are kept between frames and reset after every T-th frame; the output equals
+    ``runner.predict`` on the T frames stacked (tested). Needs an SNN runner with the fused graph.
+    """
+
+    def __init__(self, runner: SnnRunner, stats: bool = True) -> None:
+        if not runner.fused:
+            raise ConfigError("StreamingSnn needs an SNN runner built with fused=True")
+        self.runner = runner
+        self.stats = stats
+        self._state: Dict[str, Any] = {}
+        self._st = None
+        self._batch: Optional[int] = None
+        self.steps_done = 0
+
+    @property
+    def timesteps(self) -> int:
+        return self.runner.config.timesteps
+
+    def reset(self) -> None:
+        """Drop the current partial window."""
+        self._state = {}
+        self._st = None
+        self._batch = None
+        self.steps_done = 0
+
+    def push(self, frame: Any) -> Optional[SnnOutput]:
+        """Feed one frame ``(B, 2, S, S)`` (or ``(2, S, S)``); returns the window's output after the T-th frame."""
+        import torch
+
+        from .snn_fused import LayerStats
+
+        runner = self.runner
+        x = runner._check_frame(frame)
+        if self._batch is None:
+            self._batch = int(x.shape[0])
+            self._st = LayerStats(self._batch, runner.device) if self.stats else None
+        elif x.shape[0] != self._batch:
+            raise SnnInputError(f"batch changed inside a window: {self._batch} faces, then {x.shape[0]}")
+        with torch.inference_mode():
+            runner._net.step(x.to(runner.device, runner.dtype), self._state, self._st)
+            self.steps_done += 1
+            if self.steps_done < self.timesteps:
+                return None
+            logits = runner._net.readout(self._state, self.timesteps).float()
+        st = self._st
+        self.reset()
+        return runner._output(logits, st, self.timesteps)
