@@ -178,9 +178,13 @@ def image_from_ros(
     if channels == 1:
         mono = np.array(pix[:, :, 0], dtype=np.uint8, copy=True)
         return mono if keep_mono else cv2.cvtColor(mono, cv2.COLOR_GRAY2RGB)
-    if order == "bgr":
-        return np.ascontiguousarray(pix[:, :, 2::-1])
-    return np.array(pix[:, :, :3], dtype=np.uint8, copy=True)
+    if channels == 3 and order == "rgb":
+        return np.array(pix, dtype=np.uint8, order="C", copy=True)
+    # OpenCV swaps/drops channels about 10x faster than a strided numpy copy
+    code = {
+        (3, "bgr"): cv2.COLOR_BGR2RGB, (4, "bgr"): cv2.COLOR_BGRA2RGB, (4, "rgb"): cv2.COLOR_RGBA2RGB,
+    }[(channels, order)]
+    return cv2.cvtColor(np.ascontiguousarray(pix), code)
 
 
 def _compressed_kind(fmt: str) -> str:

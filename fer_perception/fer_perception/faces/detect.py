@@ -106,7 +106,7 @@ class HaarFaceDetector:
 
     def __init__(
         self,
-        scale_factor: float = 1.1,
+        scale_factor: float = 1.15,
         min_neighbors: int = 4,
         min_size: int = 40,
         max_width: int = 320,
