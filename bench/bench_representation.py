@@ -87,6 +87,8 @@ def main(argv=None) -> int:
     full = face_events(15_000, 200, 200, Roi(0, 0, 200, 200), seed=1)
     davis_roi = Roi(110, 60, 150, 150)
     davis = face_events(15_000, 346, 260, davis_roi, seed=2, inside=1.0)
+    small_roi = Roi(150, 100, 50, 50)
+    davis_small = face_events(15_000, 346, 260, small_roi, seed=6, inside=1.0)
     hd_roi = Roi(500, 200, 320, 320)
     hd = face_events(15_000, 1280, 720, hd_roi, seed=3, inside=1.0)
     hd_mixed = face_events(30_000, 1280, 720, hd_roi, seed=4, inside=0.6)
@@ -102,8 +104,10 @@ def main(argv=None) -> int:
          lambda: spiking_fer_frames(hd, hd_roi, cfg, out=out), 15_000, True),
         ("spiking_fer 1280x720, 30k events, 60% in face",
          lambda: spiking_fer_frames(hd_mixed, hd_roi, cfg, out=out), 30_000, True),
-        ("spiking_fer 346x260, 150 px face (upscale/gather path)",
-         lambda: spiking_fer_frames(davis, davis_roi, cfg, out=out), 15_000, False),
+        ("spiking_fer 346x260, 150 px face (upscale, 1-2 outputs/pixel)",
+         lambda: spiking_fer_frames(davis, davis_roi, cfg, out=out), 15_000, True),
+        ("spiking_fer 346x260, 50 px face (gather path)",
+         lambda: spiking_fer_frames(davis_small, small_roi, cfg, out=out), 15_000, False),
         ("batch_spiking_fer_frames 8 faces x 15k",
          lambda: batch_spiking_fer_frames(windows, [hd_roi] * 8, cfg), 120_000, True),
         ("time_binned_frames 10 bins 346x260, 200k events",

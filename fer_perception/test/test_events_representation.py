@@ -162,7 +162,10 @@ def test_roi_upscale_equals_nearest_upsampling():
     np.testing.assert_array_equal(out, (up[:, :, idx][:, :, :, idx] > 0).astype(np.float32))
 
 
-@pytest.mark.parametrize("roi", [Roi(37, 11, 333, 301), Roi(0, 0, 640, 480), Roi(-50, -40, 260, 250)])
+@pytest.mark.parametrize("roi", [
+    Roi(37, 11, 333, 301), Roi(0, 0, 640, 480), Roi(-50, -40, 260, 250),  # downscale: one output per pixel
+    Roi(30, 20, 90, 110), Roi(50, 50, 40, 40),  # upscale: intermediate grid + gather in both
+])
 @pytest.mark.parametrize("binarize", [True, False])
 def test_direct_and_gather_paths_agree(roi, binarize):
     batch = random_batch(20000, 640, 480, seed=7)

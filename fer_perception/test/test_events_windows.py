@@ -228,3 +228,18 @@ def test_memory_stays_bounded_under_a_10M_event_flood():
     # Every routed event is accounted for: buffered, consumed in windows, or dropped.
     consumed = sum(fb.buffer(f).consumed_events for f in fb.face_ids)
     assert routed == fb.buffered_events + consumed + fb.dropped_events
+
+
+def test_box_mask_matches_plain_comparisons():
+    from fer_perception.events.buffer import _in_box
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 0x10000, 5000).astype(np.uint16)
+    y = rng.integers(0, 0x10000, 5000).astype(np.uint16)
+    x[:4], y[:4] = [0, 0xFFFF, 10, 11], [0, 0xFFFF, 20, 21]
+    for b in [(10, 12, 20, 22), (-5, 100, -3, 70000), (0, 0x10000, 0, 0x10000), (60000, 70000, 0, 5),
+              (5, 5, 0, 10), (0xFFFF, 0x10000, 0xFFFF, 0x10000)]:
+        x0, x1, y0, y1 = b
+        plain = (x.astype(int) >= x0) & (x.astype(int) < x1) & (y.astype(int) >= y0) & (y.astype(int) < y1)
+        np.testing.assert_array_equal(_in_box(x, y, b), plain)
+        np.testing.assert_array_equal(_in_box(x.astype(np.int64), y.astype(np.int64), b), plain)

@@ -137,15 +137,19 @@ class EventBuffer:
         return total
 
     # -- public API ------------------------------------------------------------------------------------------
-    def append(self, batch: EventBatch) -> None:
-        """Add events (in arrival order); drops the oldest beyond the capacities and counts them."""
-        n = len(batch)
+    def append(self, batch: EventBatch, index: Optional[np.ndarray] = None) -> None:
+        """Add events (in arrival order); drops the oldest beyond the capacities and counts them.
+
+        ``index`` (increasing integer positions) appends only those events of ``batch``, copied straight
+        into the ring (no intermediate batch).
+        """
         if batch.width:
             self.width, self.height = int(batch.width), int(batch.height)
         if batch.frame_id:
             self.frame_id = batch.frame_id
         if batch.stamp_ns:
             self.last_stamp_ns = int(batch.stamp_ns)
+        n = len(batch) if index is None else len(index)
         if n == 0:
             return
         self.appended_events += n
@@ -162,13 +166,20 @@ class EventBuffer:
         for a, b in self._segments(self._count, n):
             k = b - a
             s = slice(src + written, src + written + k)
-            self._x[a:b] = batch.x[s]
-            self._y[a:b] = batch.y[s]
-            self._t[a:b] = batch.t[s]
-            self._p[a:b] = batch.p[s]
+            if index is None:
+                self._x[a:b] = batch.x[s]
+                self._y[a:b] = batch.y[s]
+                self._t[a:b] = batch.t[s]
+                self._p[a:b] = batch.p[s]
+            else:
+                idx = index[s]
+                np.take(batch.x, idx, out=self._x[a:b])
+                np.take(batch.y, idx, out=self._y[a:b])
+                np.take(batch.t, idx, out=self._t[a:b])
+                np.take(batch.p, idx, out=self._p[a:b])
             written += k
         self._count += n
-        newest = int(batch.t[-1])
+        newest = int(self._t[(self._start + self._count - 1) % cap])
         self._newest_t = newest if self._newest_t is None else max(self._newest_t, newest)
         if self.capacity_ns:
             self.expire(self._newest_t)
@@ -254,6 +265,24 @@ def _check_window(n: int, stride: Optional[int]) -> Tuple[int, int]:
     if stride <= 0:
         raise ConfigError(f"window stride must be positive, got {stride}")
     return n, stride
+
+
+def _in_box(x: np.ndarray, y: np.ndarray, bounds: Tuple[int, int, int, int]) -> np.ndarray:
+    """Mask of events with ``x0 <= x < x1`` and ``y0 <= y < y1`` (uint16 coordinates, wrap-around trick:
+    ``x - x0`` in uint16 is large for ``x < x0``, so one compare tests both sides)."""
+    x0, x1, y0, y1 = bounds
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, 0x10000), min(y1, 0x10000)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros(len(x), bool)
+    if x.dtype != np.uint16 or y.dtype != np.uint16:
+        return (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    mask = np.ones(len(x), bool)
+    if x0 > 0 or x1 < 0x10000:
+        mask &= (x - np.uint16(x0)) < np.uint16(x1 - x0) if x1 - x0 < 0x10000 else True
+    if y0 > 0 or y1 < 0x10000:
+        mask &= (y - np.uint16(y0)) < np.uint16(y1 - y0) if y1 - y0 < 0x10000 else True
+    return mask
 
 
 @dataclass
@@ -376,21 +405,18 @@ class FaceEventBuffers:
             self.unrouted_events += len(batch)
             return
         x, y = batch.x, batch.y
-        routed = np.zeros(len(batch), bool) if len(self._faces) > 1 else None
+        n = len(batch)
+        routed = np.zeros(n, bool) if len(self._faces) > 1 else None
         for face in self._faces.values():
-            x0, x1, y0, y1 = face.bounds
-            mask = (x >= max(x0, 0)) & (x < x1) & (y >= max(y0, 0)) & (y < y1)
+            mask = _in_box(x, y, face.bounds)
             if routed is not None:
                 routed |= mask
-                face.buffer.append(batch.select(mask))
-            elif mask.all():
-                face.buffer.append(batch)
-                return
-            else:
-                face.buffer.append(batch.select(mask))
-                self.unrouted_events += int(len(batch) - np.count_nonzero(mask))
-                return
-        self.unrouted_events += int(len(batch) - np.count_nonzero(routed))
+            idx = np.flatnonzero(mask)
+            face.buffer.append(batch, None if len(idx) == n else idx)
+            if routed is None:
+                self.unrouted_events += n - len(idx)
+        if routed is not None:
+            self.unrouted_events += int(n - np.count_nonzero(routed))
 
     def expire(self, now_ns: int) -> None:
         """Apply each buffer's time limit against ``now_ns`` (call when time passes without events)."""
