@@ -223,3 +223,22 @@ def test_yunet_errors(tmp_path):
 
 def test_make_detector_auto_picks_yunet(fake_yunet_path):
     assert isinstance(make_detector("auto", model_path=fake_yunet_path), YuNetFaceDetector)
+
+
+def test_cascade_found_in_system_dirs_without_cv2_data(tmp_path, monkeypatch, scene):
+    """Ubuntu's python3-opencv has no cv2.data: the cascades are looked up in /usr/share/opencv4/... too."""
+    import shutil
+
+    import cv2
+
+    import fer_perception.faces.detect as detect
+
+    src = HaarFaceDetector().path
+    shutil.copy(src, tmp_path / "haarcascade_frontalface_alt2.xml")
+    monkeypatch.delattr(cv2, "data", raising=False)
+    monkeypatch.setattr(detect, "_SYSTEM_CASCADE_DIRS", (str(tmp_path / "nowhere"), str(tmp_path)))
+    det = HaarFaceDetector()
+    assert det.path == str(tmp_path / "haarcascade_frontalface_alt2.xml")
+    assert len(det.detect(scene[0])) == 1
+    with pytest.raises(ConfigError, match="nowhere"):
+        HaarFaceDetector(cascade="haarcascade_eye_missing.xml")

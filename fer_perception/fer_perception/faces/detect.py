@@ -60,17 +60,26 @@ class Detection:
         return Roi.from_xywh(self.box)
 
 
+#: Where distribution packages put the cascades (Ubuntu's python3-opencv has no ``cv2.data``).
+_SYSTEM_CASCADE_DIRS = (
+    "/usr/share/opencv4/haarcascades",
+    "/usr/share/opencv/haarcascades",
+    "/usr/local/share/opencv4/haarcascades",
+)
+
+
 def _resolve_cascade(cascade: str) -> str:
     if os.path.isfile(cascade):
         return cascade
     data = getattr(getattr(cv2, "data", None), "haarcascades", None)
-    if data:
-        path = os.path.join(data, cascade)
+    dirs = ([data] if data else []) + list(_SYSTEM_CASCADE_DIRS)
+    for d in dirs:
+        path = os.path.join(d, cascade)
         if os.path.isfile(path):
             return path
     raise ConfigError(
-        f"Haar cascade {cascade!r} not found (as a path or in cv2.data.haarcascades={data!r}); OpenCV 5 ships "
-        "no cascades: use opencv-python-headless<5 or give a cascade XML path"
+        f"Haar cascade {cascade!r} not found as a path nor in {', '.join(dirs)}; OpenCV 5 ships no cascades: "
+        "use opencv-python-headless<5 or give a cascade XML path"
     )
 
 
