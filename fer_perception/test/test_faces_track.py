@@ -163,3 +163,21 @@ def test_config_validation(kw, name):
         FaceTracker(**kw)
     with pytest.raises(ConfigError, match=name):
         TrackerConfig(**kw)
+
+
+def test_haar_and_tracker_on_a_moving_synthetic_face():
+    """Detector + tracker on a rendered clip: one id for the whole clip, boxes on the true face."""
+    from fer_perception.faces.detect import HaarFaceDetector
+    from fer_perception.synth.faces import SyntheticFaceConfig, render_clip
+
+    clip = render_clip("sadness", seed=4, config=SyntheticFaceConfig.scene(n_frames=16, translation=0.15))
+    det = HaarFaceDetector()
+    tr = FaceTracker()
+    seen = set()
+    for k in range(len(clip)):
+        out = tr.update(det.detect(clip.frames[k]), int(clip.times_s[k] * 1e9))
+        seen |= set(ids(out))
+        for t in out:
+            assert box_iou(t.box, clip.boxes[k])[0, 0] > 0.4
+    assert seen == {"face_1"}
+    assert tr.removed == []
