@@ -98,9 +98,14 @@ def test_ring_matches_reference_model_under_random_use():
     nxt = 0
     for _ in range(400):
         if rng.random() < 0.6:
-            n = int(rng.integers(0, 120))
-            buf.append(seq_batch(nxt, n))
-            model.extend(range(nxt, nxt + n))
+            n = int(rng.integers(0, 300))
+            if rng.random() < 0.5:
+                buf.append(seq_batch(nxt, n))
+                model.extend(range(nxt, nxt + n))
+            else:  # append a subset by index (how FaceEventBuffers routes)
+                idx = np.flatnonzero(rng.random(n) < 0.7)
+                buf.append(seq_batch(nxt, n), idx)
+                model.extend((nxt + idx).tolist())
             nxt += n
             while len(model) > 257:
                 model.popleft(); dropped += 1

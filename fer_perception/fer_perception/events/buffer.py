@@ -162,27 +162,32 @@ class EventBuffer:
         overflow = self._count + n - cap
         if overflow > 0:
             self._discard(overflow, "capacity_events")
-        written = 0
-        for a, b in self._segments(self._count, n):
-            k = b - a
-            s = slice(src + written, src + written + k)
-            if index is None:
-                self._x[a:b] = batch.x[s]
-                self._y[a:b] = batch.y[s]
-                self._t[a:b] = batch.t[s]
-                self._p[a:b] = batch.p[s]
-            else:
-                idx = index[s]
-                np.take(batch.x, idx, out=self._x[a:b])
-                np.take(batch.y, idx, out=self._y[a:b])
-                np.take(batch.t, idx, out=self._t[a:b])
-                np.take(batch.p, idx, out=self._p[a:b])
-            written += k
+        a = (self._start + self._count) % cap
+        first = min(n, cap - a)
+        self._write(batch, index, src, a, first)
+        if n > first:  # wraps around the end of the ring
+            self._write(batch, index, src + first, 0, n - first)
         self._count += n
         newest = int(self._t[(self._start + self._count - 1) % cap])
         self._newest_t = newest if self._newest_t is None else max(self._newest_t, newest)
         if self.capacity_ns:
             self.expire(self._newest_t)
+
+    def _write(self, batch: EventBatch, index: Optional[np.ndarray], src: int, dst: int, k: int) -> None:
+        """Copy ``k`` events (``batch`` positions ``src..`` or ``index[src..]``) to ring slots ``dst..``."""
+        d = slice(dst, dst + k)
+        if index is None:
+            s = slice(src, src + k)
+            self._x[d] = batch.x[s]
+            self._y[d] = batch.y[s]
+            self._t[d] = batch.t[s]
+            self._p[d] = batch.p[s]
+        else:
+            idx = index[src:src + k]
+            np.take(batch.x, idx, out=self._x[d])
+            np.take(batch.y, idx, out=self._y[d])
+            np.take(batch.t, idx, out=self._t[d])
+            np.take(batch.p, idx, out=self._p[d])
 
     def expire(self, now_ns: int) -> int:
         """Drop events older than ``now_ns - capacity_ns`` (reason ``capacity_time``); returns how many."""
