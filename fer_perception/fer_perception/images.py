@@ -29,6 +29,7 @@ __all__ = [
     "UnsupportedImageEncodingError",
     "TruncatedImageError",
     "image_from_ros",
+    "image_from_msg",
     "decode_compressed",
     "encode_compressed",
     "image_to_ros_fields",
@@ -185,6 +186,21 @@ def image_from_ros(
         (3, "bgr"): cv2.COLOR_BGR2RGB, (4, "bgr"): cv2.COLOR_BGRA2RGB, (4, "rgb"): cv2.COLOR_RGBA2RGB,
     }[(channels, order)]
     return cv2.cvtColor(np.ascontiguousarray(pix), code)
+
+
+def image_from_msg(msg: Any, *, keep_mono: bool = False, mono16_bits: int = 16) -> np.ndarray:
+    """Decode a ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` message object (rclpy or rosbags).
+
+    Anything with a ``format`` field is treated as a CompressedImage; otherwise the Image fields are read.
+    """
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        return decode_compressed(msg.format, msg.data, keep_mono=keep_mono)
+    try:
+        return image_from_ros(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                              bool(getattr(msg, "is_bigendian", False)), keep_mono=keep_mono,
+                              mono16_bits=mono16_bits)
+    except AttributeError as exc:
+        raise ImageError(f"{type(msg).__name__} is neither a sensor_msgs/Image nor a CompressedImage: {exc}") from exc
 
 
 def _compressed_kind(fmt: str) -> str:

@@ -21,6 +21,7 @@ from fer_perception.images import (
     check_image,
     decode_compressed,
     encode_compressed,
+    image_from_msg,
     image_from_ros,
     image_to_ros_fields,
     to_gray,
@@ -266,3 +267,15 @@ def test_check_image_accepts_and_converts():
     assert to_rgb(RGB[:, :, 0]).shape == (2, 3, 3)
     g = to_gray(RGB)
     assert g.shape == (2, 3) and g[0, 1] > g[0, 2]  # green is brighter than blue in luma
+
+
+def test_image_from_msg_dispatches():
+    from types import SimpleNamespace
+
+    raw = SimpleNamespace(encoding="bgr8", height=2, width=3, step=9, is_bigendian=0, data=RGB[:, :, ::-1].tobytes())
+    np.testing.assert_array_equal(image_from_msg(raw), RGB)
+    ok, buf = cv2.imencode(".png", RGB[:, :, ::-1])
+    comp = SimpleNamespace(format="png", data=np.frombuffer(buf.tobytes(), np.uint8))
+    np.testing.assert_array_equal(image_from_msg(comp), RGB)
+    with pytest.raises(ImageError, match="neither"):
+        image_from_msg(SimpleNamespace(encoding="rgb8"))
