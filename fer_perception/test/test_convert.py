@@ -46,12 +46,18 @@ def scene(tmp_path_factory):
 def _bag_events(path: Path):
     from rosbags.rosbag2 import Reader
 
-    msgs = []
+    from fer_perception.msgdefs import get_typestore
+
+    ts = get_typestore("humble")
+    msgs, images = [], []
     with Reader(path) as r:
         types = {c.topic: c.msgtype for c in r.connections}
         for conn, t, raw in r.messages():
-            msgs.append((conn.topic, t, decode_event_array(bytes(raw))))
-    return types, msgs
+            if conn.msgtype == "sensor_msgs/msg/Image":
+                images.append((t, ts.deserialize_cdr(bytes(raw), conn.msgtype)))
+            else:
+                msgs.append((conn.topic, t, decode_event_array(bytes(raw))))
+    return types, msgs, images
 
 
 def test_image_folder_in_natural_order_equals_direct_emulation(scene, tmp_path):
@@ -75,15 +81,19 @@ def test_video_to_bag_and_h5_agree(scene, tmp_path, capsys):
     _, _, _, video = scene
     out = tmp_path / "rec"
     rc = main(["convert", str(video), "-o", str(out), "--h5", "--bag", "--face-crop", "--size", "100",
-               "--message-period-ms", "2", "--start-time", "5", "--quiet", "--json"])
+               "--message-period-ms", "2", "--start-time", "5", "--image-topic", "/camera/image", "--quiet", "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["fps"] == pytest.approx(25.0) and summary["sensor"] == "100x100"
     assert summary["frames_without_face"] == 0
     with h5py.File(str(out) + ".h5", "r") as f:
         ev = f["events"][()]
-    types, msgs = _bag_events(out)
-    assert types == {"/events": "dv_ros2_msgs/msg/EventArray"}
+    types, msgs, images = _bag_events(out)
+    assert types == {"/events": "dv_ros2_msgs/msg/EventArray", "/camera/image": "sensor_msgs/msg/Image"}
+    assert len(images) == summary["frames"] == summary["images"] == 12
+    t_img, img = images[1]
+    assert (img.width, img.height, img.encoding) == (100, 100, "rgb8") and len(img.data) == 100 * 100 * 3
+    assert t_img == 5_000_000_000 + 40_000_000 and img.header.frame_id == "dvs"
     assert len(msgs) == summary["messages"] > 10
     batch = EventBatch.concatenate([m for _, _, m in msgs])
     assert len(batch) == len(ev) == summary["events"]
@@ -152,5 +162,7 @@ def test_output_selection_and_errors(scene, tmp_path, capsys):
         open_frames(empty)
     assert main(["convert", str(frames), "-o", str(tmp_path / "y.h5"), "--quiet", "--max-frames", "1"]) == 2
     assert "at least 2 frames" in capsys.readouterr().err
+    assert main(["convert", str(frames), "-o", str(tmp_path / "i.h5"), "--quiet", "--image-topic", "/img"]) == 2
+    assert "needs a bag" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["convert", str(frames), "-o", str(tmp_path / "z.h5"), "--size", "abc"])

@@ -29,6 +29,7 @@ EPILOG = """\
 examples:
   fer-perception convert face.mp4 -o face.h5 --face-crop
   fer-perception convert face.mp4 -o face_bag --bag --face-crop --size 200 --storage mcap
+  fer-perception convert face.mp4 -o davis_bag --size 346x260 --image-topic /camera/image
   fer-perception convert frames/ -o rec --h5 --bag --fps 30 --preset noisy
   fer-perception convert scene.avi -o scene_bag --size 346x260 --message-period-ms 2
 """
@@ -69,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the threshold mismatch and noise (default 0)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
     p.add_argument("--topic", default="/events", help="bag topic (default /events)")
+    p.add_argument("--image-topic", default=None, metavar="TOPIC",
+                   help="also write the frames the events came from (cropped/resized) to the bag as "
+                        "sensor_msgs/msg/Image rgb8, e.g. /camera/image")
     p.add_argument("--frame-id", default="dvs", help="header frame_id of the messages (default dvs)")
     p.add_argument("--message-period-ms", type=float, default=1.0, help="time span of one bag message (default 1)")
     p.add_argument("--start-time", type=float, default=0.0, help="bag time of the first frame, seconds (default 0)")
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             source, cfg, h5_path, bag_path, size=size, cropper=cropper, seed=args.seed, topic=args.topic,
             frame_id=args.frame_id, message_period_ns=max(1, int(round(args.message_period_ms * 1e6))),
             start_ns=int(round(args.start_time * 1e9)), storage=args.storage, overwrite=args.overwrite,
-            progress=bar.update if bar is not None else None,
+            image_topic=args.image_topic, progress=bar.update if bar is not None else None,
         )
     finally:
         if bar is not None:
@@ -138,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         "events_per_s": result.events / result.duration_s if result.duration_s > 0 else 0.0,
         "h5": str(result.h5_path) if result.h5_path else None,
         "bag": str(result.bag_path) if result.bag_path else None,
-        "messages": result.messages, "preset": args.preset,
+        "messages": result.messages, "images": result.images if args.image_topic else None,
+        "preset": args.preset,
     }
     if cropper is not None:
         summary["frames_without_face"] = result.frames_without_face

@@ -327,6 +327,7 @@ class ConversionResult:
     frames: int = 0
     events: int = 0
     messages: int = 0
+    images: int = 0
     duration_s: float = 0.0
     width: int = 0
     height: int = 0
@@ -351,13 +352,18 @@ def convert_video(
     start_ns: int = 0,
     storage: str = "sqlite3",
     overwrite: bool = False,
+    image_topic: Optional[str] = None,
     progress: Optional[Callable[[int], None]] = None,
 ) -> ConversionResult:
     """Emulate events of ``source`` and write them (FerDVS h5 and/or rosbag2 EventArray messages).
 
     ``size`` (width, height) resizes the frames; ``cropper`` crops the face instead (its size wins).
     Event times are quantised to microseconds (like dv-ros2 and FerDVS) and offset by ``start_ns`` in the bag.
+    ``image_topic``: also write the (cropped/resized) frames to the bag as ``sensor_msgs/msg/Image`` rgb8, like
+    the APS frames a DAVIS publishes beside its events (same pixels as the events).
     """
+    if image_topic is not None and bag_path is None:
+        raise ConfigError("an image topic needs a bag output")
     if h5_path is None and bag_path is None:
         raise ConfigError("nothing to write: give an h5 path, a bag path or both")
     if h5_path is not None:
@@ -392,6 +398,18 @@ def convert_video(
             bag.write_raw(topic, EVENT_ARRAY_TYPE, m.stamp_ns, encode_event_array(m))
             result.messages += 1
 
+    def write_images(frames: np.ndarray, times: np.ndarray) -> None:
+        from fer_perception.images import image_to_ros_fields
+
+        Image = bag.msg("sensor_msgs/msg/Image")
+        for f, t in zip(frames, times):
+            stamp = int(round(t * 1e6)) * 1000 + start_ns
+            fields = image_to_ros_fields(f)
+            fields["data"] = np.frombuffer(fields["data"], np.uint8)
+            msg = Image(header=BagWriter.header(bag.typestore, stamp, frame_id), **fields)
+            bag.write(image_topic, "sensor_msgs/msg/Image", stamp, msg)
+            result.images += 1
+
     try:
         last_t = 0.0
         for frames, times in source.chunks():
@@ -400,6 +418,8 @@ def convert_video(
             else:
                 frames = resize_to(frames, w, h)
             ev = emu.emulate(frames, times)
+            if bag is not None and image_topic:
+                write_images(frames, times)
             if len(ev):
                 ev = replace(ev, t=(ev.t // 1000) * 1000)
             result.frames += len(frames)
