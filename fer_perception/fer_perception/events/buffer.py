@@ -290,11 +290,34 @@ def _in_box(x: np.ndarray, y: np.ndarray, bounds: Tuple[int, int, int, int]) -> 
     return mask
 
 
+def _axis_table(lo: int, hi: int) -> np.ndarray:
+    """Boolean table over every uint16 coordinate: True for ``lo <= v < hi``."""
+    table = np.zeros(0x10000, bool)
+    table[max(lo, 0):max(min(hi, 0x10000), 0)] = True
+    return table
+
+
 @dataclass
 class _Face:
     roi: Roi
     bounds: Tuple[int, int, int, int]  # x_start, x_end, y_start, y_end (routing region, end exclusive)
     buffer: EventBuffer
+    x_table: np.ndarray = None  # type: ignore[assignment]
+    y_table: np.ndarray = None  # type: ignore[assignment]
+
+    def set_bounds(self, bounds: Tuple[int, int, int, int]) -> None:
+        if bounds != self.bounds or self.x_table is None:
+            self.bounds = bounds
+            self.x_table = _axis_table(bounds[0], bounds[1])
+            self.y_table = _axis_table(bounds[2], bounds[3])
+
+    def mask(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Events inside the routing region: two table lookups for uint16 coordinates."""
+        if x.dtype == np.uint16 and y.dtype == np.uint16:
+            m = self.x_table[x]
+            m &= self.y_table[y]
+            return m
+        return _in_box(x, y, self.bounds)
 
 
 class FaceEventBuffers:
@@ -389,9 +412,9 @@ class FaceEventBuffers:
             if face is None:
                 buf = EventBuffer(self.capacity_events, self.capacity_ns)
                 buf.width, buf.height = self.width, self.height
-                self._faces[fid] = _Face(roi, bounds, buf)
-            else:
-                face.roi, face.bounds = roi, bounds
+                face = self._faces[fid] = _Face(roi, bounds, buf)
+            face.roi = roi
+            face.set_bounds(bounds)
 
     def _retire(self, face_id: str) -> None:
         face = self._faces.pop(face_id)
@@ -413,7 +436,7 @@ class FaceEventBuffers:
         n = len(batch)
         routed = np.zeros(n, bool) if len(self._faces) > 1 else None
         for face in self._faces.values():
-            mask = _in_box(x, y, face.bounds)
+            mask = face.mask(x, y)
             if routed is not None:
                 routed |= mask
             idx = np.flatnonzero(mask)
