@@ -5,7 +5,8 @@ knows ROS image encodings:
 
 - raw: ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``rgb16``, ``bgr16``, ``rgba16``, ``bgra16``, ``mono8``,
   ``mono16`` (16-bit data scaled to 8 bit), ``8UC1``/``8UC3``/``8UC4`` (read as mono8/bgr8/bgra8 like
-  cv_bridge), ``yuv422``/``uyvy`` (U Y0 V Y1) and ``yuyv``/``yuv422_yuy2`` (Y0 U Y1 V), BT.601 limited range.
+  cv_bridge), ``yuv422``/``uyvy`` (U Y0 V Y1) and ``yuyv``/``yuv422_yuy2`` (Y0 U Y1 V), BT.601 limited range,
+  and the 8-bit Bayer mosaics ``bayer_rggb8``, ``bayer_bggr8``, ``bayer_gbrg8``, ``bayer_grbg8`` (demosaiced).
   Row padding (``step``) and the byte order of 16-bit data (``is_bigendian``) are respected.
 - compressed: JPEG and PNG (``format`` as image_transport writes it: ``"jpeg"``, ``"png"``,
   ``"rgb8; jpeg compressed bgr8"``); ``compressedDepth`` is refused.
@@ -71,9 +72,17 @@ _YUV422: Dict[str, int] = {
     "yuyv": cv2.COLOR_YUV2RGB_YUY2,
     "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
 }
+# 8-bit Bayer mosaics (ROS names the top-left 2x2 cell; OpenCV names the second row's cell, as cv_bridge maps)
+_BAYER: Dict[str, int] = {
+    "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
+}
 SUPPORTED_ENCODINGS: Tuple[str, ...] = (
     "rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16", "bgra16", "mono8", "mono16",
     "8UC1", "8UC3", "8UC4", "16UC1", "yuv422", "uyvy", "yuyv", "yuv422_yuy2",
+    "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8",
 )
 
 _MAX_SIDE = 1 << 15
@@ -161,6 +170,11 @@ def image_from_ros(
             raise ImageError(f"{enc} image has odd width {w}: 4:2:2 data packs pixel pairs")
         rows = _rows(buf, enc, h, w, step, w * 2)
         return cv2.cvtColor(np.ascontiguousarray(rows).reshape(h, w, 2), _YUV422[key])
+    if key in _BAYER:
+        if w < 2 or h < 2:
+            raise ImageError(f"{enc} image of {w}x{h} is smaller than one 2x2 Bayer cell")
+        rows = _rows(buf, enc, h, w, step, w)
+        return cv2.cvtColor(np.ascontiguousarray(rows), _BAYER[key])
     if key not in _RAW:
         raise UnsupportedImageEncodingError(
             f"unsupported image encoding {enc!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"

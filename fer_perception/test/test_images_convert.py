@@ -150,9 +150,25 @@ def test_last_row_without_padding_tolerated():
     np.testing.assert_array_equal(image_from_ros("rgb8", 2, 3, 12, data), RGB)
 
 
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_mosaics_demosaic_to_the_scene_colour(pattern):
+    h, w = 8, 10
+    colour = np.array([200, 100, 30], np.uint8)
+    channel = {"r": 0, "g": 1, "b": 2}
+    mosaic = np.zeros((h, w), np.uint8)
+    for dy in range(2):
+        for dx in range(2):
+            mosaic[dy::2, dx::2] = colour[channel[pattern[2 * dy + dx]]]
+    out = image_from_ros(f"bayer_{pattern}8", h, w, w + 2, _pad_rows(mosaic, 2))
+    assert out.shape == (h, w, 3)
+    np.testing.assert_array_equal(out[2:-2, 2:-2], np.broadcast_to(colour, (h - 4, w - 4, 3)))
+    same = image_from_ros(f"bayer_{pattern}8", h, w, w, mosaic.tobytes(), keep_mono=True)  # not a mono encoding
+    np.testing.assert_array_equal(same, out)
+
+
 def test_unknown_encoding_named():
-    with pytest.raises(UnsupportedImageEncodingError, match="bayer_rggb8") as info:
-        image_from_ros("bayer_rggb8", 2, 2, 2, bytes(4))
+    with pytest.raises(UnsupportedImageEncodingError, match="bayer_rggb16") as info:
+        image_from_ros("bayer_rggb16", 2, 2, 4, bytes(8))
     assert isinstance(info.value, UnknownEncodingError) and isinstance(info.value, ImageError)
 
 
