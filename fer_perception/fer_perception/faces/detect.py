@@ -6,7 +6,8 @@
   stage's threshold, mapped to (0, 1) by ``m / (m + 1)``): useful to rank and threshold, not a probability.
 - :class:`YuNetFaceDetector` wraps ``cv2.FaceDetectorYN`` (OpenCV >= 4.5.4). It is far more accurate and gives
   five landmarks, but needs the ONNX file from the user: ``face_detection_yunet_2023mar.onnx`` from the
-  opencv_zoo repository (``models/face_detection_yunet``, Apache-2.0). fer_perception never downloads it.
+  opencv_zoo repository (``models/face_detection_yunet``, Apache-2.0; the 2023mar file needs OpenCV >= 4.8,
+  older OpenCV reads only ``face_detection_yunet_2022mar.onnx``). fer_perception never downloads it.
 
 Both return :class:`Detection` lists sorted by decreasing score, boxes in pixels of the input image.
 """
