@@ -169,5 +169,9 @@ def test_bad_input_is_rejected_with_a_named_problem():
         emu.emulate(np.zeros((2, 4, 5), np.uint8), np.array([0.2]))
     with pytest.raises(ImageError, match="shape"):
         emu.emulate(np.zeros((2, 4, 5, 2), np.uint8))
+    bad = np.zeros((2, 4, 5), np.float32)
+    bad[1, 0, 0] = np.nan
+    with pytest.raises(ImageError, match="NaN"):
+        DvsEmulator(EmulatorConfig(width=5, height=4)).emulate(bad, np.array([0.0, 0.1]))
     with pytest.raises(ConfigError, match="pos_threshold"):
         EmulatorConfig(pos_threshold=0)

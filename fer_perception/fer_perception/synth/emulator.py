@@ -139,6 +139,8 @@ def _frame_luma(frame: np.ndarray) -> np.ndarray:
         f *= np.float32(255.0 / 65535.0)
     if f.ndim == 3:
         f = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
+    if np.issubdtype(frame.dtype, np.floating) and not np.isfinite(f).all():
+        raise ImageError("frame contains NaN or infinite values")
     return f
 
 
