@@ -96,11 +96,15 @@ _C_TIME_HIGH, _C_TIME_LOW, _C_ADDR_X, _C_ADDR_Y, _C_VECT_BASE_Y, _C_VECT_8 = 0, 
 
 _EVT3_WRAP_TOLERANCE = 10  # TIME_HIGH steps back by at most this much are jitter, not a wrap
 _LIBCAER_OVERFLOW_US = 1 << 31
-_POPCOUNT12 = np.array([bin(i).count("1") for i in range(4096)], np.int64)
+_POPCOUNT12 = np.array([bin(i).count("1") for i in range(4096)], np.int32)
+_EVT3_INC = np.zeros(16, np.int64)
+_EVT3_INC[[4, 5]] = (12, 8)  # VECT_12, VECT_8 advance the base x
+_CMP_INC = np.zeros(16, np.int64)
+_CMP_INC[5] = 8  # VECT_8 advances the base y
 # _BITPOS12[mask * 12 + j]: position of the j-th set bit (lowest first) of a 12-bit vector mask
 _BITPOS12 = np.argsort(
     1 - ((np.arange(4096)[:, None] >> np.arange(12)) & 1), axis=1, kind="stable"
-).astype(np.int32).ravel()
+).astype(np.uint8).ravel()
 
 
 @dataclass
@@ -141,17 +145,6 @@ def _words(payload: memoryview, size: int, dtype, encoding: str) -> np.ndarray:
     return np.frombuffer(payload, dtype=dtype)
 
 
-def _ffill(n: int, pos: np.ndarray, values: np.ndarray, initial) -> np.ndarray:
-    """Value in force at every one of ``n`` words: ``values[k]`` from word ``pos[k]`` on, ``initial`` before."""
-    marker = np.zeros(n, np.int64)
-    marker[pos] = np.arange(1, len(pos) + 1)
-    np.maximum.accumulate(marker, out=marker)
-    src = np.empty(len(values) + 1, np.int64)
-    src[0] = initial
-    src[1:] = values
-    return src[marker]
-
-
 def _state_at(is_setter: np.ndarray, setter_values: np.ndarray, initial, query: np.ndarray) -> np.ndarray:
     """Value of a state variable at the words ``query``: the last setter at or before each, else ``initial``.
 
@@ -168,8 +161,8 @@ def _state_at(is_setter: np.ndarray, setter_values: np.ndarray, initial, query: 
 def _expand(is_vec: np.ndarray, coord: np.ndarray, mask: np.ndarray):
     """Expand event words into events, in stream order.
 
-    Per event word: ``is_vec`` (vector or single), ``coord`` (the event's coordinate for a single word, the
-    vector's base otherwise) and ``mask`` (vector bits; ignored for singles). A vector word yields one event
+    Per event word: ``is_vec`` (vector or single), ``coord`` (int32: the event's coordinate for a single word,
+    the vector's base otherwise) and ``mask`` (vector bits; ignored for singles). A vector word yields one event
     at ``coord + bit`` per set bit, lowest bit first. Returns ``(count, coord)``: events per word (None when
     every word is a single, so attributes need no repeat) and the coordinate of every event.
     """
@@ -177,34 +170,44 @@ def _expand(is_vec: np.ndarray, coord: np.ndarray, mask: np.ndarray):
         return None, coord
     mask_all = np.where(is_vec, mask, 1)
     cnt = _POPCOUNT12[mask_all]
-    start = np.cumsum(cnt) - cnt
+    start = np.cumsum(cnt, dtype=np.int32)
+    start -= cnt
     total = int(start[-1] + cnt[-1])
-    key = np.repeat(mask_all * 12 - start, cnt)
-    key += np.arange(total)
-    return cnt, np.repeat(coord, cnt) + _BITPOS12[key]
+    key = np.repeat(mask_all * np.int32(12) - start, cnt)
+    key += np.arange(total, dtype=np.int32)
+    out = np.repeat(coord, cnt)
+    out += _BITPOS12[key]
+    return cnt, out
 
 
 def _per_event(cnt, values: np.ndarray) -> np.ndarray:
     return values if cnt is None else np.repeat(values, cnt)
 
 
-def _vector_state(code_sub, val_sub, base_code, steps, init_base, init_pol):
-    """Base coordinate and polarity in force at each word of the vector subset (base + vector words).
+def _vector_bases(code_sub, val_sub, base_code: int, inc_lut: np.ndarray, init_base: int, init_pol: int):
+    """Base coordinate and polarity of every vector word, from the subset of base + vector words.
 
-    ``steps`` maps a vector code to its increment of the base after the word (evt3: VECT_12 +12, VECT_8 +8).
-    Returns ``(base, pol, final_base, final_pol)``.
+    A base word sets the coordinate and polarity; each vector word advances the base by ``inc_lut[code]``
+    after it (evt3: VECT_12 +12, VECT_8 +8). Returns ``(base, pol, final_base, final_pol)`` with one entry per
+    vector word of the subset, in order.
     """
-    n = len(code_sub)
-    inc = np.zeros(n, np.int64)
-    for c, s in steps.items():
-        inc[code_sub == c] = s
+    is_base = code_sub == base_code
+    inc = inc_lut[code_sub]
     cum = np.cumsum(inc)
     excl = cum - inc
-    bpos = np.flatnonzero(code_sub == base_code)
+    bpos = np.flatnonzero(is_base)
     bval = val_sub[bpos].astype(np.int64)
-    off = _ffill(n, bpos, (bval & 0x7FF) - excl[bpos], init_base)
-    pol = _ffill(n, bpos, bval >> 11, init_pol)
-    return off + excl, pol, int(off[-1] + cum[-1]) & 0xFFFF, int(pol[-1])
+    k = np.cumsum(is_base, dtype=np.int32)
+    off_src = np.empty(len(bpos) + 1, np.int64)
+    off_src[0] = init_base
+    off_src[1:] = (bval & 0x7FF) - excl[bpos]
+    pol_src = np.empty(len(bpos) + 1, np.int32)
+    pol_src[0] = init_pol
+    pol_src[1:] = bval >> 11
+    vec = np.flatnonzero(~is_base)
+    kv = k[vec]
+    base = off_src[kv] + excl[vec]
+    return base, pol_src[kv], int(off_src[k[-1]] + cum[-1]) & 0xFFFF, int(pol_src[k[-1]])
 
 
 @dataclass
@@ -228,11 +231,15 @@ class _CmpState:
 _EMPTY = np.zeros(0, np.int64)
 
 
-def _decode_evt3(words: np.ndarray, st: _Evt3State) -> Tuple[np.ndarray, ...]:
-    """evt3 words -> (x, y, t_us, p) with ``st`` updated; t_us is the unwrapped sensor clock."""
+def _decode_evt3(words: np.ndarray, st: _Evt3State) -> Tuple:
+    """evt3 words -> ``(count, x, y, t_us, p)`` with ``st`` updated; t_us is the unwrapped sensor clock.
+
+    ``x`` has one entry per event; ``y``, ``t_us`` and ``p`` one per event word, to be repeated ``count``
+    times (count None: one event per word) once the caller has converted them.
+    """
     n = len(words)
     if n == 0:
-        return _EMPTY, _EMPTY, _EMPTY, _EMPTY
+        return None, _EMPTY, _EMPTY, _EMPTY, _EMPTY
     words = words.astype(np.uint16, copy=False)
     code = words >> 12
     if ((np.uint16(_EVT3_RESERVED) >> code) & 1).any():
@@ -266,12 +273,10 @@ def _decode_evt3(words: np.ndarray, st: _Evt3State) -> Tuple[np.ndarray, ...]:
         st.has_time = bool(ok.any())
         st.saw_high = st.saw_high or bool(is_th.any())
     # vectors: base x and polarity on the subset of VECT_BASE_X / VECT_12 / VECT_8 words
-    is_vsub = (code >= _E_VECT_BASE_X) & (code <= _E_VECT_8)
-    vpos = np.flatnonzero(is_vsub)
+    vpos = np.flatnonzero((code >= _E_VECT_BASE_X) & (code <= _E_VECT_8))
     if len(vpos):
-        vcode = code[vpos]
-        vbase, vpol, st.base_x, st.pol = _vector_state(
-            vcode, val[vpos], _E_VECT_BASE_X, {_E_VECT_12: 12, _E_VECT_8: 8}, st.base_x, st.pol
+        vbase, vpol, st.base_x, st.pol = _vector_bases(
+            code[vpos], val[vpos], _E_VECT_BASE_X, _EVT3_INC, st.base_x, st.pol
         )
     is_y = code == _E_ADDR_Y
     ypos = np.flatnonzero(is_y)
@@ -287,28 +292,31 @@ def _decode_evt3(words: np.ndarray, st: _Evt3State) -> Tuple[np.ndarray, ...]:
     if len(ypos):
         st.y = int(yvals[-1])
     if len(ev) == 0:
-        return _EMPTY, _EMPTY, _EMPTY, _EMPTY
+        return None, _EMPTY, _EMPTY, _EMPTY, _EMPTY
     ev_code = code[ev]
     ev_val = val[ev].astype(np.int32)
     is_vec = ev_code != _E_ADDR_X
     coord = ev_val & 0x7FF
     p = ev_val >> 11
     mask = ev_val
-    if is_vec.any():
-        # position of each vector event word inside the vector subset
-        k = np.searchsorted(vpos, ev[is_vec])
-        coord[is_vec] = vbase[k]
-        p[is_vec] = vpol[k]
+    nv = int(np.count_nonzero(is_vec))
+    if nv:
+        # the vector words left after the valid-time cut are the last nv of the packet's vector words
+        coord[is_vec] = vbase[len(vbase) - nv:]
+        p[is_vec] = vpol[len(vpol) - nv:]
         mask = np.where(ev_code == _E_VECT_8, ev_val & 0xFF, ev_val)
     cnt, x = _expand(is_vec, coord, mask)
-    return x, _per_event(cnt, ev_y), _per_event(cnt, ev_t), _per_event(cnt, p)
+    return cnt, x, ev_y, ev_t, p
 
 
-def _decode_libcaer_cmp(words: np.ndarray, st: _CmpState) -> Tuple[np.ndarray, ...]:
-    """libcaer_cmp tokens -> (x, y, dt_us, p); time restarts at 0 in each packet."""
+def _decode_libcaer_cmp(words: np.ndarray, st: _CmpState) -> Tuple:
+    """libcaer_cmp tokens -> ``(count, x, y, dt_us, p)``; time restarts at 0 in each packet.
+
+    ``y`` has one entry per event; ``x``, ``dt_us`` and ``p`` one per event token (see :func:`_decode_evt3`).
+    """
     n = len(words)
     if n == 0:
-        return _EMPTY, _EMPTY, _EMPTY, _EMPTY
+        return None, _EMPTY, _EMPTY, _EMPTY, _EMPTY
     words = words.astype(np.uint16, copy=False)
     code = words >> 12
     bad = code > _C_VECT_8
@@ -320,18 +328,20 @@ def _decode_libcaer_cmp(words: np.ndarray, st: _CmpState) -> Tuple[np.ndarray, .
     val = words & 0xFFF
     is_time = code <= _C_TIME_LOW
     tpos = np.flatnonzero(is_time)
-    tcode = code[tpos]
-    tval = val[tpos].astype(np.int64)
-    th = np.flatnonzero(tcode == _C_TIME_HIGH)
-    tl = np.flatnonzero(tcode == _C_TIME_LOW)
-    time_after = _ffill(len(tpos), th, tval[th] << 12, 0) | _ffill(len(tpos), tl, tval[tl], 0)
+    is_th = code[tpos] == _C_TIME_HIGH
+    kh = np.cumsum(is_th, dtype=np.int32)  # TIME_HIGH tokens up to and including each time token
+    kl = np.arange(1, len(tpos) + 1, dtype=np.int32) - kh
+    high_src = np.zeros(len(kh) + 1 - int(kl[-1] if len(kl) else 0), np.int64)
+    high_src[1:] = val[tpos[is_th]].astype(np.int64) << 12
+    low_src = np.zeros(int(kl[-1] if len(kl) else 0) + 1, np.uint16)
+    low_src[1:] = val[tpos[~is_th]]
+    time_after = high_src[kh] | low_src[kl]
     is_x = code == _C_ADDR_X
     xvals = val[np.flatnonzero(is_x)] & np.uint16(0x7FF)
-    is_vsub = code >= _C_VECT_BASE_Y
-    vpos = np.flatnonzero(is_vsub)
+    vpos = np.flatnonzero(code >= _C_VECT_BASE_Y)
     if len(vpos):
-        vbase, vpol, st.base_y, st.pol = _vector_state(
-            code[vpos], val[vpos], _C_VECT_BASE_Y, {_C_VECT_8: 8}, st.base_y, st.pol
+        vbase, vpol, st.base_y, st.pol = _vector_bases(
+            code[vpos], val[vpos], _C_VECT_BASE_Y, _CMP_INC, st.base_y, st.pol
         )
     ev = np.flatnonzero((code == _C_ADDR_Y) | (code == _C_VECT_8))
     ev_x = _state_at(is_x, xvals, st.x, ev)
@@ -339,7 +349,7 @@ def _decode_libcaer_cmp(words: np.ndarray, st: _CmpState) -> Tuple[np.ndarray, .
     if len(xvals):
         st.x = int(xvals[-1])
     if len(ev) == 0:
-        return _EMPTY, _EMPTY, _EMPTY, _EMPTY
+        return None, _EMPTY, _EMPTY, _EMPTY, _EMPTY
     ev_code = code[ev]
     ev_val = val[ev].astype(np.int32)
     is_vec = ev_code == _C_VECT_8
@@ -347,11 +357,10 @@ def _decode_libcaer_cmp(words: np.ndarray, st: _CmpState) -> Tuple[np.ndarray, .
     p = ev_val >> 11
     mask = ev_val & 0xFF
     if is_vec.any():
-        k = np.searchsorted(vpos, ev[is_vec])
-        coord[is_vec] = vbase[k]
-        p[is_vec] = vpol[k]
+        coord[is_vec] = vbase
+        p[is_vec] = vpol
     cnt, y = _expand(is_vec, coord, mask)
-    return _per_event(cnt, ev_x), y, _per_event(cnt, ev_t), _per_event(cnt, p)
+    return cnt, ev_x, y, ev_t, p
 
 
 _INT64_MAX = (1 << 63) - 1
@@ -446,17 +455,17 @@ class EventPacketDecoder:
             p = ((data_w >> 1) & 1).astype(np.uint8)
             t = ts * 1000 + _time_origin(env.time_base, int(ts.max()) * 1000 if len(ts) else 0, what)
         elif enc == "libcaer_cmp":
-            xs, ys, dt_us, ps = _decode_libcaer_cmp(_words(env.payload, 2, e + "u2", enc), self._cmp)
-            x, y, p = xs, ys, ps.astype(np.uint8)
-            t = dt_us * 1000 + _time_origin(env.time_base, int(dt_us.max()) * 1000 if len(dt_us) else 0, what)
+            cnt, xw, y, dt_us, pw = _decode_libcaer_cmp(_words(env.payload, 2, e + "u2", enc), self._cmp)
+            tw = dt_us * 1000 + _time_origin(env.time_base, int(dt_us.max()) * 1000 if len(dt_us) else 0, what)
+            x, t, p = _per_event(cnt, xw), _per_event(cnt, tw), _per_event(cnt, pw.astype(np.uint8))
         else:  # evt3
-            xs, ys, t_us, ps = _decode_evt3(_words(env.payload, 2, e + "u2", enc), self._evt3)
-            x, y, p = xs, ys, ps.astype(np.uint8)
-            t = t_us * 1000
-            if self.time_reference == "ros" and len(t):
+            cnt, x, yw, t_us, pw = _decode_evt3(_words(env.payload, 2, e + "u2", enc), self._evt3)
+            tw = t_us * 1000
+            if self.time_reference == "ros" and len(tw):
                 if self._evt3_offset_ns is None:
-                    self._evt3_offset_ns = env.stamp_ns - int(t[0])
-                t += np.int64(self._evt3_offset_ns)
+                    self._evt3_offset_ns = env.stamp_ns - int(tw[0])
+                tw += np.int64(self._evt3_offset_ns)
+            y, t, p = _per_event(cnt, yw), _per_event(cnt, tw), _per_event(cnt, pw.astype(np.uint8))
         if len(x):
             if env.width > 0 and env.height > 0:
                 if self.out_of_bounds == "drop":
