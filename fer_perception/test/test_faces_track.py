@@ -134,6 +134,14 @@ def test_smoothing_reduces_jitter():
     assert outs[0.7] < 0.75 * outs[0.0]
 
 
+def test_duplicate_boxes_on_one_face_start_no_track():
+    tr = FaceTracker(min_hits=1)
+    tr.update([det(100, 100)], 0)
+    for k in range(1, 5):
+        out = tr.update([det(100, 100), det(104, 98, 84, 84)], k * FRAME_NS)
+    assert ids(out) == ["face_1"] and len(tr.tracks) == 1
+
+
 def test_size_change_too_large_is_a_new_face():
     tr = FaceTracker(min_hits=1, max_missed=0)
     tr.update([det(100, 100, 60, 60)], 0)

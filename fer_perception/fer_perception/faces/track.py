@@ -6,7 +6,8 @@ overlap by ``iou_threshold`` or have centres within ``max_center_distance`` face
 factor 2), and solves the assignment with the Hungarian method (``scipy.optimize.linear_sum_assignment``).
 Matched boxes are smoothed (exponential, against the prediction, so a moving face does not lag). A new face
 stays tentative until ``min_hits`` consecutive detections, and only then gets an id, so one-frame false
-detections never consume ids. A confirmed face survives ``max_missed`` frames without detection (its box
+detections never consume ids; an unmatched detection lying on a tracked face (IoU > 0.5) is a duplicate and
+starts nothing. A confirmed face survives ``max_missed`` frames without detection (its box
 coasts along the prediction); then it is removed and its id reported in :attr:`FaceTracker.removed` so
 buffers and smoothing state elsewhere can be freed. Ids are never reused.
 """
@@ -26,6 +27,8 @@ from fer_perception.results import Roi
 __all__ = ["Track", "TrackerConfig", "FaceTracker", "box_iou"]
 
 _INFEASIBLE = 1e6
+#: An unmatched detection overlapping a live track by more than this is a duplicate, not a new face.
+_DUPLICATE_IOU = 0.5
 
 
 @dataclass
@@ -198,8 +201,11 @@ class FaceTracker:
                     self.removed.append(t.face_id)
             else:
                 keep.append(t)
+        live = np.array([t.box for t in keep]).reshape(-1, 4)
         for di in lone_dets:
             d = dets[di]
+            if len(live) and box_iou(d.box, live).max() > _DUPLICATE_IOU:
+                continue  # a second box on a face that already has a track
             t = Track("", d.box.copy(), d.score, 1, 0, stamp, stamp, d.landmarks, 0, np.zeros(2), d.box.copy())
             keep.append(t)
         for t in keep:
