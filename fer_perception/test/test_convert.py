@@ -127,9 +127,29 @@ def test_face_crop_follow_tracks_a_moving_face():
     assert np.linalg.norm(follow.center - clip.nose[-1]) < np.linalg.norm(fixed.center - clip.nose[-1])
 
 
+def test_face_that_appears_late_is_cropped_from_the_first_frame(scene, tmp_path):
+    _, clip, _, _ = scene
+    folder = tmp_path / "late"
+    folder.mkdir()
+    for i in range(40):  # 36 blank frames (more than one 32-frame chunk), then the face
+        img = np.full((240, 320, 3), 90, np.uint8) if i < 36 else clip.frames[i - 36]
+        cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    out = tmp_path / "late.h5"
+    assert main(["convert", str(folder), "-o", str(out), "--face-crop", "--size", "64", "--quiet"]) == 0
+    with h5py.File(out, "r") as f:
+        ev = f["events"][()]
+    # the switch from the blank frame to the face makes events at frame 36 (t = 36/30 s)
+    assert len(ev) > 100 and ev[0, 0] > 35 * 1e6 / 30
+
+
 def test_no_face_raises(tmp_path):
     with pytest.raises(NoFaceError, match="no face"):
         FaceCropper(size=64).process(np.full((3, 120, 160, 3), 128, np.uint8))
+    folder = tmp_path / "blank"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((120, 160, 3), 128, np.uint8))
+    assert main(["convert", str(folder), "-o", str(tmp_path / "b.h5"), "--face-crop", "--quiet"]) == 2
 
 
 def test_split_by_period_holds_the_open_bin():

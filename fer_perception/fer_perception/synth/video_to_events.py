@@ -322,6 +322,35 @@ def split_by_period(batch: EventBatch, period_ns: int, hold_from_ns: Optional[in
 # the whole conversion
 
 
+def _face_ready_chunks(chunks, cropper: Optional[FaceCropper], max_wait_frames: int):
+    """Pass chunks through; with a cropper, hold them until a face has been located (then release all)."""
+    if cropper is None:
+        yield from chunks
+        return
+    held_f: List[np.ndarray] = []
+    held_t: List[np.ndarray] = []
+    for frames, times in chunks:
+        if cropper.center is None:
+            for f in frames:
+                if cropper.locate(f):
+                    break
+        if cropper.center is None:
+            held_f.append(frames)
+            held_t.append(times)
+            n = sum(len(x) for x in held_f)
+            if n > max_wait_frames:
+                raise NoFaceError(f"no face found in the first {n} frames; try without --face-crop")
+            continue
+        if held_f:
+            yield np.concatenate(held_f + [frames]), np.concatenate(held_t + [times])
+            held_f, held_t = [], []
+        else:
+            yield frames, times
+    if held_f:
+        n = sum(len(x) for x in held_f)
+        raise NoFaceError(f"no face found in any of the {n} frames; try without --face-crop")
+
+
 @dataclass
 class ConversionResult:
     frames: int = 0
@@ -353,12 +382,15 @@ def convert_video(
     storage: str = "sqlite3",
     overwrite: bool = False,
     image_topic: Optional[str] = None,
+    max_wait_frames: int = 300,
     progress: Optional[Callable[[int], None]] = None,
 ) -> ConversionResult:
     """Emulate events of ``source`` and write them (FerDVS h5 and/or rosbag2 EventArray messages).
 
     ``size`` (width, height) resizes the frames; ``cropper`` crops the face instead (its size wins).
     Event times are quantised to microseconds (like dv-ros2 and FerDVS) and offset by ``start_ns`` in the bag.
+    With a ``cropper``, frames before the first detected face are held (up to ``max_wait_frames``) and then
+    cropped around that face, so a face that shows up late still gets a crop from the first frame on.
     ``image_topic``: also write the (cropped/resized) frames to the bag as ``sensor_msgs/msg/Image`` rgb8, like
     the APS frames a DAVIS publishes beside its events (same pixels as the events).
     """
@@ -412,7 +444,7 @@ def convert_video(
 
     try:
         last_t = 0.0
-        for frames, times in source.chunks():
+        for frames, times in _face_ready_chunks(source.chunks(), cropper, max_wait_frames):
             if cropper is not None:
                 frames = cropper.process(frames)
             else:
