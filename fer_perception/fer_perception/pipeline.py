@@ -75,13 +75,14 @@ class PipelineConfig:
         frame_source: image source that feeds the frame models (``rgb``, ``aps`` or ``any``).
         expression_model: ``light``, ``dan`` or ``none``; expression_checkpoint: path or ``"demo"``.
         age_gender_checkpoint: path, ``"demo"`` or ``""`` (no age/gender).
-        detector: ``haar`` or ``yunet``; detector_model: YuNet ONNX path; detect_min_size: pixels.
+        detector: ``haar`` or ``yunet``; detector_model: YuNet ONNX path; detect_min_size: pixels;
+            detect_every: run the detector on every n-th image of a source (the tracks are kept in between).
         tracker_iou, tracker_max_missed, tracker_min_hits: face tracker association and life cycle.
         mapping_aps, mapping_rgb: image -> event sensor box mapping per source: ``identity``, ``scale``
             (image size to event sensor size) or 9 floats (row-major 3x3 homography).
     Output:
         smoothing (``none``/``ema``/``mean``), smoothing_alpha, smoothing_window.
-        device: ``auto``, ``cpu`` or ``cuda``; annotate: draw the annotated image; event_frame_ms: time span
+        device: ``auto``, ``cpu`` or ``cuda``; threads: torch CPU threads (0 = torch's default); annotate: draw the annotated image; event_frame_ms: time span
         of the event frame image.
     """
 
@@ -107,6 +108,7 @@ class PipelineConfig:
     detector: str = "haar"
     detector_model: str = ""
     detect_min_size: int = 40
+    detect_every: int = 1
     tracker_iou: float = 0.3
     tracker_max_missed: int = 5
     tracker_min_hits: int = 1
@@ -116,6 +118,7 @@ class PipelineConfig:
     smoothing_alpha: float = 0.5
     smoothing_window: int = 5
     device: str = "auto"
+    threads: int = 0
     annotate: bool = True
     event_frame_ms: float = 33.0
 
@@ -129,9 +132,9 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be > 0, not {getattr(self, name)!r}")
 
         for name in ("events_per_frame", "timesteps", "frame_size", "crop_size", "buffer_events", "buffer_ms",
-                     "event_roi_scale", "denoise_dt_ms", "detect_min_size", "smoothing_window", "event_frame_ms"):
+                     "event_roi_scale", "denoise_dt_ms", "detect_min_size", "detect_every", "smoothing_window", "event_frame_ms"):
             positive(name)
-        for name in ("window_stride", "event_width", "event_height", "tracker_max_missed"):
+        for name in ("window_stride", "event_width", "event_height", "tracker_max_missed", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)!r}")
         if self.tracker_min_hits < 1:
@@ -242,6 +245,8 @@ def _flatten(values: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
+    if value is None and isinstance(default, str):
+        return ""  # YAML "key:" / "--set key=" means empty (e.g. no age/gender model)
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
@@ -346,6 +351,7 @@ class Pipeline:
         smooth = SmoothingConfig(method=cfg.smoothing, alpha=cfg.smoothing_alpha, window=cfg.smoothing_window)
         self._smoothers = {SOURCE_EVENTS: ProbabilitySmoother(smooth), SOURCE_FRAMES: ProbabilitySmoother(smooth)}
         self._trackers: Dict[str, Any] = {}
+        self._image_counts: Dict[str, int] = {}
         self._tracks: Dict[str, list] = {}
         self._image_sizes: Dict[str, Tuple[int, int]] = {}
         self._event_faces: Dict[str, Roi] = {}
@@ -529,11 +535,16 @@ class Pipeline:
             tracker = self._trackers.get(source)
             if tracker is None:
                 tracker = self._trackers[source] = self._tracker_factory()
-            detections = self.detector.detect(rgb)
-            tracks = list(tracker.update(detections, int(stamp_ns)))
-            removed = list(getattr(tracker, "removed", []) or [])
-            if removed:
-                self._smoothers[SOURCE_FRAMES].remove(f"{source}:{r}" for r in removed)
+            n = self._image_counts.get(source, 0)
+            self._image_counts[source] = n + 1
+            if n % int(self.config.detect_every) == 0 or source not in self._tracks:
+                detections = self.detector.detect(rgb)
+                tracks = list(tracker.update(detections, int(stamp_ns)))
+                removed = list(getattr(tracker, "removed", []) or [])
+                if removed:
+                    self._smoothers[SOURCE_FRAMES].remove(f"{source}:{r}" for r in removed)
+            else:
+                tracks = list(self._tracks[source])
         self._tracks[source] = tracks
         self._update_scale_mapping(source, rgb)
         out.tracks = tracks
@@ -676,13 +687,11 @@ class SnnEventModel:
     """
 
     def __init__(self, checkpoint: str, device: str = "auto") -> None:
-        from fer_perception.models.checkpoint import load_checkpoint
         from fer_perception.runtime.snn import SnnRunner
 
         path = _resolve_weight(checkpoint, "spiking_fer_synthetic_demo.pt")
-        model, meta = load_checkpoint(path)
-        self.runner = SnnRunner(model, device=device)
-        self.meta = meta
+        self.runner = SnnRunner(str(path), device=device)
+        self.meta = meta = self.runner.meta
         self.labels = list(meta.classes)
         rep = dict(getattr(meta, "representation", {}) or {})
         rep.setdefault("timesteps", int(meta.timesteps))
@@ -691,8 +700,8 @@ class SnnEventModel:
         self.name = "spiking_fer_synthetic_demo" if checkpoint == "demo" else f"spiking_fer:{path.stem}"
 
     def predict_proba(self, frames: np.ndarray) -> np.ndarray:
-        out = self.runner.predict(frames)
-        return np.asarray(getattr(out, "probabilities", out))
+        out = self.runner.predict(frames, stats=False)
+        return np.asarray(out.probabilities)
 
 
 class FrameExpressionAdapter:
@@ -741,6 +750,10 @@ def make_event_buffers(cfg: PipelineConfig):
 def build_components(cfg: PipelineConfig, injected: Dict[str, Any]) -> Dict[str, Any]:
     """Fill every part that was not injected from the real modules, as ``cfg`` says."""
     parts = dict(injected)
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     if parts["event_model"] is None and cfg.snn_checkpoint:
         parts["event_model"] = SnnEventModel(cfg.snn_checkpoint, cfg.device)
     if parts["event_model"] is not None:

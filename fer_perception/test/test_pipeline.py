@@ -327,3 +327,18 @@ def test_event_frame_image_and_annotated_frames():
     frame = face_image(20, 10)
     out = pl.on_image(frame, 5, source="rgb")
     assert out.annotated.shape == frame.shape and not np.array_equal(out.annotated, frame)
+
+
+def test_detect_every_keeps_tracks_between_detections():
+    class CountingDetector(FakeDetector):
+        calls = 0
+
+        def detect(self, rgb):
+            CountingDetector.calls += 1
+            return super().detect(rgb)
+
+    pl = make_pipeline(detect_every=3)
+    pl.detector = CountingDetector()
+    outs = [pl.on_image(face_image(20, 5), stamp_ns=i, source="rgb") for i in range(7)]
+    assert CountingDetector.calls == 3  # images 0, 3, 6
+    assert all(len(o.tracks) == 1 and len(o.emotions) == 1 for o in outs)
