@@ -127,6 +127,18 @@ def main(argv=None) -> int:
     r.update(name="EventArray 100k encode_event_array", target_mev_per_s=None, **{"pass": None})
     results.append(r)
 
+    # --- small messages (dv-ros2 publishes ~1 kHz): fixed per-message cost
+    small = scattered(1000, 346, 260, seed=7)
+    small_array = encode_event_array(small)
+    r = timeit(lambda: decode_event_array(small_array), 1000, reps * 25)
+    r.update(name="EventArray 1k events (per-message overhead)", target_mev_per_s=None, **{"pass": None})
+    results.append(r)
+    small_dec = EventPacketDecoder()
+    small_evt3 = encode_event_packet(small, "evt3")
+    r = timeit(lambda: small_dec.decode(small_evt3), 1000, reps * 25)
+    r.update(name="EventPacket evt3 1k events (per-message overhead)", target_mev_per_s=None, **{"pass": None})
+    results.append(r)
+
     # --- EventPacket encodings
     sets = {
         "evt3": ("bursts along x", bursts(N_EVENTS, "x", seed=2)),

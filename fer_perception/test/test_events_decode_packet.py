@@ -150,6 +150,36 @@ def test_libcaer_cmp_matches_reference_over_a_stream_of_random_packets(seed):
         assert events_of(got) == want, (seed, k)
 
 
+def driver_like_words(rng, groups, base_code, vec_codes, time_codes, addr_code, single_code):
+    """Word streams shaped like the drivers write them: optional time/address words, then either one single
+    event word or a base word directly followed by one vector word (the decoders' fast path)."""
+    out = []
+    for _ in range(groups):
+        for code in time_codes + (addr_code,):
+            if rng.random() < 0.5:
+                out.append((code << 12) | int(rng.integers(0, 4096)))
+        if rng.random() < 0.4:
+            out.append((single_code << 12) | int(rng.integers(0, 4096)))
+        else:
+            out.append((base_code << 12) | int(rng.integers(0, 4096)))
+            out.append((int(rng.choice(vec_codes)) << 12) | int(rng.integers(0, 4096)))
+    return np.array(out, np.uint16)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_driver_shaped_streams_match_reference(seed):
+    rng = np.random.default_rng(200 + seed)
+    ref3, dec3 = RefEvt3(), EventPacketDecoder(time_reference="sensor")
+    refc, decc = RefCmp(), EventPacketDecoder()
+    for k in range(4):
+        w3 = driver_like_words(rng, 150, 3, [4, 5], (8, 6), 0, 2)
+        got = dec3.decode(packet(w3, "evt3", seq=k))
+        assert events_of(got) == [(x, y, t * 1000, p) for x, y, t, p in ref3.decode(w3.tolist())]
+        wc = driver_like_words(rng, 150, 4, [5], (0, 1), 2, 3)
+        got = decc.decode(packet(wc, "libcaer_cmp", time_base=STAMP, seq=k))
+        assert events_of(got) == [(x, y, STAMP + t * 1000, p) for x, y, t, p in refc.decode(wc.tolist())]
+
+
 # ---------------------------------------------------------------------------------- hand-built evt3 streams
 
 

@@ -31,7 +31,8 @@ What was checked, and where (stored copies of the public repositories, read 2026
   9 padding (seen on Lucid cameras), 10 EXT_TRIGGER, 14 OTHERS, 15 CONTINUED_12. Codes 1, 11, 12, 13 are
   reserved: rejected. The clock wraps every 2^24 us = 16.777 s: a TIME_HIGH more than 10 steps below the
   previous one counts a wrap (a smaller step back is sensor jitter, as in the codec). Events are ignored until
-  a TIME_HIGH followed by a TIME_LOW has been seen (the codec's "valid time"). ``time_base`` is undefined for
+  a TIME_HIGH followed by a TIME_LOW has been seen (the codec's "valid time"); unlike the codec, EVT_ADDR_Y
+  and VECT_BASE_X words before that point still set y and the vector base. ``time_base`` is undefined for
   evt3 (README), so ROS time comes from an anchor: the first decoded event of the stream is placed at its
   packet's header stamp, later events keep exact sensor-time deltas from it (monotonic, no per-packet
   jitter). ``time_reference="sensor"`` returns the unwrapped sensor clock in ns instead.
@@ -192,6 +193,16 @@ def _vector_bases(code_sub, val_sub, base_code: int, inc_lut: np.ndarray, init_b
     vector word of the subset, in order.
     """
     is_base = code_sub == base_code
+    vec = np.flatnonzero(~is_base)
+    if len(vec) and vec[0] > 0 and is_base[vec - 1].all():
+        # fast path (what the drivers write): every vector word right after its base word
+        bval = val_sub[vec - 1].astype(np.int32)
+        last = len(code_sub) - 1
+        if is_base[last]:
+            final_base, final_pol = int(val_sub[last]) & 0x7FF, int(val_sub[last]) >> 11
+        else:
+            final_base, final_pol = int(bval[-1] & 0x7FF) + int(inc_lut[code_sub[last]]), int(bval[-1] >> 11)
+        return bval & 0x7FF, bval >> 11, final_base & 0xFFFF, final_pol
     inc = inc_lut[code_sub]
     cum = np.cumsum(inc)
     excl = cum - inc
@@ -204,7 +215,6 @@ def _vector_bases(code_sub, val_sub, base_code: int, inc_lut: np.ndarray, init_b
     pol_src = np.empty(len(bpos) + 1, np.int32)
     pol_src[0] = init_pol
     pol_src[1:] = bval >> 11
-    vec = np.flatnonzero(~is_base)
     kv = k[vec]
     base = off_src[kv] + excl[vec]
     return base, pol_src[kv], int(off_src[k[-1]] + cum[-1]) & 0xFFFF, int(pol_src[k[-1]])
