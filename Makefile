@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/fer-perception demo --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest fer_perception/test $(PYTEST_ARGS)
+	$(VENV)/bin/pytest fer_perception/test $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
