@@ -36,6 +36,9 @@ def test_info_json_reports_decoders(capsys):
     assert info["device"]
 
 
-def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "fer_perception.cli", "--version"], capture_output=True, text=True)
+def test_console_script_runs(tmp_path):
+    # cwd outside the repository: `python -m` puts the cwd first on sys.path, and the repository root holds
+    # the ROS package folder `fer_perception/`, which would shadow the installed Python package.
+    out = subprocess.run([sys.executable, "-m", "fer_perception.cli", "--version"], capture_output=True, text=True,
+                         cwd=tmp_path)
     assert out.returncode == 0 and "fer-perception" in out.stdout
