@@ -15,8 +15,8 @@ polarity at S+12 (13 bytes). Event k >= 1 starts at ``S - 2 + 16 k`` (x aligned 
 so that sec is 4-aligned), hence sec/nanosec/polarity of *every* event sit at a fixed stride of 16 from S+4,
 S+8, S+12 and x/y of events 1.. at stride 16 from S+14/S+16. The body ends at ``S + 16 N - 3``; anything after
 that (rmw trailing padding) is ignored. Checked byte for byte against ``rosbags`` ``serialize_cdr`` in both
-endiannesses (fer_perception/test/test_events_decode_cdr.py), so the decoder reads each field as one strided numpy view: no
-per-event Python objects.
+endiannesses (fer_perception/test/test_events_decode_cdr.py), so the decoder reads each field as one strided
+numpy view: no per-event Python objects.
 
 Policy on bad input (every case raises a :class:`~fer_perception.errors.DecodeError` subclass that names it):
 
