@@ -183,7 +183,8 @@ def test_half_precision_is_checked_against_fp32(small_snn):
     assert not strict.half and strict.half_rejected and "bfloat16" in strict.half_rejected
     loose = SnnRunner(small_snn, device="cpu", half=True, half_tolerance=1.0, warmup=1)
     if loose.half:
-        assert loose.dtype == torch.bfloat16 and loose.half_max_diff is not None
+        assert loose.compute_dtype == torch.bfloat16 and loose.dtype == torch.float32
+        assert loose.half_max_diff is not None
         out = loose.predict(_frames(1))
         assert np.allclose(out.probabilities.sum(), 1.0, atol=1e-3)
     else:  # only an argmax change may reject it with tolerance 1
@@ -226,3 +227,17 @@ def test_bad_inputs_and_devices_are_named(runner, small_snn):
         SnnRunner(small_snn, threads=0)
     with pytest.raises(ConfigError, match="class names"):
         SnnRunner(small_snn, classes=("x",))
+
+
+def test_compute_dtype_round_trip_keeps_fp32_weights(small_snn):
+    fused = FusedSpikingFER(small_snn)
+    x = _frames(1, seed=6).permute(1, 0, 2, 3, 4).contiguous()
+    with torch.inference_mode():
+        ref = fused(x.clone())
+        fused.set_compute_dtype(torch.bfloat16)
+        assert fused.compute_dtype == torch.bfloat16
+        low = fused(x.clone())
+        fused.set_compute_dtype(torch.float32)
+        back = fused(x.clone())
+    assert low.dtype == torch.float32 and torch.equal(back, ref)
+    assert torch.equal(low.argmax(1), ref.argmax(1)) or float((low - ref).abs().max()) < 0.5

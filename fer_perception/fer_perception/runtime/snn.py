@@ -6,7 +6,8 @@
   (process-wide);
 - ``half=None`` uses half precision on CUDA only, and only if it agrees with fp32 on warm-up windows
   (identical argmax, probabilities within ``half_tolerance``); ``half=True`` asks for it on any device
-  (bfloat16 on the CPU) under the same check; when the check fails the runner stays in fp32 and says why
+  (bfloat16 on the CPU) under the same check (SNN: only the convolutions run in half precision, membrane
+  potentials stay fp32); when the check fails the runner stays in fp32 and says why
   (:attr:`SnnRunner.half_rejected`);
 - every window starts from a fresh network state; faces are batched;
 - the SNN runs through :class:`~fer_perception.runtime.snn_fused.FusedSpikingFER` (BN folded, T folded into
@@ -133,7 +134,8 @@ class SnnRunner:
         self.model = model.eval().to(self.device)
         self.fused = bool(fused and self.kind == "snn")
         self._net: nn.Module = FusedSpikingFER(self.model).eval() if self.fused else self.model
-        self.dtype = torch.float32
+        self.dtype = torch.float32  # dtype of the network input
+        self.compute_dtype = torch.float32  # dtype of the convolutions
         self.half_rejected: Optional[str] = None
         self.half_max_diff: Optional[float] = None
 
@@ -157,8 +159,7 @@ class SnnRunner:
         import torch
 
         half_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        self._net.to(half_dtype)
-        self.dtype = half_dtype
+        self._set_precision(half_dtype)
         try:
             low = self._logits(warm, stats=False)[0]
         except RuntimeError as exc:  # op not implemented for this dtype on this device
@@ -178,16 +179,24 @@ class SnnRunner:
     def _revert_half(self, reason: str) -> None:
         import torch
 
-        self._net.to(torch.float32)
-        self.dtype = torch.float32
+        self._set_precision(torch.float32)
         self.half_rejected = reason
+
+    def _set_precision(self, dtype) -> None:
+        """Fused SNN: convs in ``dtype``, state fp32 (input stays fp32). CNN: the whole model in ``dtype``."""
+        self.compute_dtype = dtype
+        if self.fused:
+            self._net.set_compute_dtype(dtype)
+        else:
+            self._net.to(dtype)
+            self.dtype = dtype
 
     @property
     def half(self) -> bool:
         """Whether the runner computes in half precision (float16 on CUDA, bfloat16 on the CPU)."""
         import torch
 
-        return self.dtype != torch.float32
+        return self.compute_dtype != torch.float32
 
     # ------------------------------------------------------------------------------------------- inference
     def _as_tensor(self, frames: Any):

@@ -14,7 +14,8 @@ What it changes (nothing that alters the maths, only float rounding):
 It runs single windows (:meth:`FusedSpikingFER.forward`, input ``(T, B, C, H, W)``) or one step at a time
 with explicit state (:meth:`FusedSpikingFER.step`), which reproduces the windowed result: the streaming mode.
 Optionally it counts spikes per layer and the synaptic operations of every layer for the energy estimate
-(``runtime/snn_energy.py``). Pure torch: runs on CPU and CUDA, fp32 or half.
+(``runtime/snn_energy.py``). Pure torch: runs on CPU and CUDA; the convolutions can run in half precision
+(:meth:`FusedSpikingFER.set_compute_dtype`) while membrane potentials and the readout stay fp32.
 """
 
 from __future__ import annotations
@@ -98,20 +99,34 @@ class LayerStats:
 
 
 class FusedConv(nn.Module):
-    """A conv with its BatchNorm folded in (bias included)."""
+    """A conv with its BatchNorm folded in (bias included).
+
+    The fp32 weights are kept; :meth:`set_compute_dtype` makes the conv compute in half precision
+    (inputs cast, output back to fp32) so that membrane potentials stay fp32.
+    """
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         super().__init__()
         weight, bias = fold_conv_bn(conv, bn)
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
+        self.register_buffer("weight_compute", weight, persistent=False)
+        self.register_buffer("bias_compute", bias, persistent=False)
         self.kernel = int(conv.kernel_size[0])
         self.stride = int(conv.stride[0])
         self.padding = int(conv.padding[0])
         self.out_channels = int(conv.out_channels)
 
+    def set_compute_dtype(self, dtype: torch.dtype) -> None:
+        self.weight_compute = self.weight.to(dtype)
+        self.bias_compute = self.bias.to(dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        w = self.weight_compute
+        if w.dtype == x.dtype:
+            return F.conv2d(x, w, self.bias_compute, self.stride, self.padding)
+        out = F.conv2d(x.to(w.dtype), w, self.bias_compute, self.stride, self.padding)
+        return out.to(x.dtype)
 
 
 class FusedBlock(nn.Module):
@@ -188,8 +203,16 @@ class FusedSpikingFER(nn.Module):
         self.spiking_layers: List[str] = ["sn1"] + [n for b in self.blocks for n in b.state_names()]
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.fc2_weight.dtype
+    def compute_dtype(self) -> torch.dtype:
+        """dtype of the convolutions (membrane potentials, pooling and the readout stay fp32)."""
+        return self.stem.weight_compute.dtype
+
+    def set_compute_dtype(self, dtype: torch.dtype) -> "FusedSpikingFER":
+        """Run the convolutions in ``dtype`` (float16 / bfloat16 / float32); spikes are exact in any of them."""
+        for m in self.modules():
+            if isinstance(m, FusedConv):
+                m.set_compute_dtype(dtype)
+        return self
 
     def _trunk(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
                stats: Optional[LayerStats]) -> torch.Tensor:
