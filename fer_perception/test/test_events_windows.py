@@ -248,3 +248,59 @@ def test_box_mask_matches_plain_comparisons():
         plain = (x.astype(int) >= x0) & (x.astype(int) < x1) & (y.astype(int) >= y0) & (y.astype(int) < y1)
         np.testing.assert_array_equal(_in_box(x, y, b), plain)
         np.testing.assert_array_equal(_in_box(x.astype(np.int64), y.astype(np.int64), b), plain)
+
+
+def test_deferred_routing_gives_the_same_windows():
+    rng = np.random.default_rng(8)
+    now = FaceEventBuffers(capacity_events=20_000, capacity_ns=50_000_000, square_roi=False)
+    later = FaceEventBuffers(capacity_events=20_000, capacity_ns=50_000_000, square_roi=False, defer_events=5_000)
+    got_now, got_later = [], []
+    t0 = 0
+    for step in range(300):
+        r = rng.random()
+        if r < 0.7:
+            b = face_batch(rng, int(rng.integers(0, 1500)), t0=t0)
+            t0 += 1500
+            now.append(b)
+            later.append(b)
+            assert later.pending_events < 5_000 + 1500
+        elif r < 0.8:
+            faces = {f"f{k}": Roi(int(rng.integers(0, 500)), int(rng.integers(0, 400)), 140, 120)
+                     for k in rng.choice(5, size=int(rng.integers(0, 3)), replace=False)}
+            now.update_faces(faces)
+            later.update_faces(faces)
+        else:
+            got_now += now.ready_windows(3000, 2000)
+            got_later += later.ready_windows(3000, 2000)
+    assert len(got_now) > 20 and len(got_now) == len(got_later)
+    for (fa, ra, wa), (fb_, rb, wb) in zip(got_now, got_later):
+        assert fa == fb_ and ra == rb
+        np.testing.assert_array_equal(wa.t, wb.t)
+        np.testing.assert_array_equal(wa.x, wb.x)
+    assert now.stats() == later.stats()
+
+
+def test_append_and_poll_from_two_threads():
+    import threading
+
+    fb = FaceEventBuffers(capacity_events=400_000, capacity_ns=None, defer_events=4_000)  # never full
+    fb.update_faces({"a": Roi(0, 0, 640, 480)})
+    rng = np.random.default_rng(9)
+    batches = [face_batch(rng, 1000, t0=k * 1000) for k in range(300)]
+    taken = []
+    done = threading.Event()
+
+    def producer():
+        for b in batches:
+            fb.append(b)
+        done.set()
+
+    th = threading.Thread(target=producer)
+    th.start()
+    while not done.is_set():
+        taken += fb.ready_windows(5000)
+    th.join()
+    taken += fb.ready_windows(5000)
+    assert len(taken) == 60 and fb.dropped_events == 0
+    t = np.concatenate([w.t for _, _, w in taken])
+    np.testing.assert_array_equal(t, np.arange(300_000))

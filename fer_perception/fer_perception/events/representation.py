@@ -178,6 +178,16 @@ def _axis_map(start: float, extent: float, n_sensor: int, crop: int, size: int) 
     return _AxisMap(lut, gather, n_cells, outs)
 
 
+@lru_cache(maxsize=256)
+def _gather_index(ax: Tuple[float, float, int], ay: Tuple[float, float, int], crop: int, size: int) -> np.ndarray:
+    """Flat intermediate-grid index read by each of the ``size * size`` output pixels (cached)."""
+    mx = _axis_map(ax[0], ax[1], ax[2], crop, size)
+    my = _axis_map(ay[0], ay[1], ay[2], crop, size)
+    pick = (my.gather[:, None] * mx.n_cells + mx.gather[None, :]).ravel()
+    pick.flags.writeable = False
+    return pick
+
+
 def _sensor_extent(batch: EventBatch) -> Tuple[int, int]:
     """Axis lengths the lookup tables must cover (sensor size, or the largest coordinate + 1)."""
     w, h = int(batch.width), int(batch.height)
@@ -229,9 +239,9 @@ def frame_event_ranges(n_events: int, config: SpikingFerConfig) -> Tuple[int, in
 def _fill_frames(
     out: np.ndarray, batch: EventBatch, roi: RoiLike, config: SpikingFerConfig, *, force_gather: bool = False
 ) -> None:
-    """Write the ``(T, 2, S, S)`` representation of one window into ``out`` (zeroed here)."""
-    out[...] = 0
+    """Write the ``(T, 2, S, S)`` representation of one window into ``out`` (every element is written)."""
     if len(batch) == 0:
+        out[...] = 0
         return
     T, S = config.timesteps, config.size
     x0, y0, bw, bh = _resolve_box(batch, roi, config)
@@ -245,6 +255,7 @@ def _fill_frames(
         ox = mx.outs[0][batch.x]
         oy = my.outs[0][batch.y]
         sel = _select_frames((ox >= -1) & (oy >= -1), config)
+        out[...] = 0
         if sel is None:
             return
         sel, per = sel
@@ -269,18 +280,21 @@ def _fill_frames(
     cy = my.lut[batch.y]
     sel = _select_frames((cx >= 0) & (cy >= 0), config)
     if sel is None:
+        out[...] = 0
         return
     sel, per = sel
     gx, gy = mx.n_cells, my.n_cells
-    plane = np.repeat(np.arange(T, dtype=np.int64) * 2, per) + batch.p[sel]
-    flat = (plane * gy + cy[sel]) * gx + cx[sel]
+    flat = np.repeat(np.arange(0, 2 * T * gy * gx, 2 * gy * gx, dtype=np.int32), per)
+    flat += batch.p[sel].astype(np.int32) * (gy * gx)
+    flat += cy[sel] * gx
+    flat += cx[sel]
+    pick = _gather_index((x0, bw, nx), (y0, bh, ny), config.crop_size, S)
     if config.binarize:
-        hit = np.zeros(T * 2 * gy * gx, np.uint8)
-        hit[flat] = 1
-        out[...] = hit.reshape(T, 2, gy, gx).take(my.gather, axis=2).take(mx.gather, axis=3)
+        grid = np.zeros(T * 2 * gy * gx, np.uint8)
+        grid[flat] = 1
     else:
-        counts = np.bincount(flat, minlength=T * 2 * gy * gx).reshape(T, 2, gy, gx)
-        out[...] = counts.take(my.gather, axis=2).take(mx.gather, axis=3)
+        grid = np.bincount(flat, minlength=T * 2 * gy * gx)
+    out.reshape(T * 2, S * S)[...] = grid.reshape(T * 2, gy * gx).take(pick, axis=1)
 
 
 def _select_frames(inside: np.ndarray, config: SpikingFerConfig):
