@@ -1,16 +1,20 @@
 """Benchmark: the live event path, CDR bytes -> decode -> per-face buffer -> Spiking-FER tensor.
 
 Simulates a 1 Mev/s DVS stream delivered as 1 kHz dv_ros2_msgs/EventArray messages (1,000 events each) on a
-DAVIS346 sensor (346x260) with one tracked face: 85% of the events fall on the face, the rest anywhere. Every
-message is decoded (events/cdr.py), routed into FaceEventBuffers, and every complete 15,000-event window is
-turned into the (6, 2, 128, 128) tensor (no window skipped: the worst case). Message bytes are made before
-timing; only the path is timed, with process CPU time.
+DAVIS346 sensor (346x260) with one tracked face (150 px box): 85% of the events fall on the face, the rest
+anywhere. Every message is decoded (events/cdr.py) and appended to FaceEventBuffers; every complete
+15,000-event window is turned into the (6, 2, 128, 128) tensor (no window skipped: the worst case, ~57
+windows/s). Message bytes are made before timing; only the path is timed, with process CPU time.
+
+Runs: (1) routing every message and polling for windows after every message (the simplest use);
+(2) deferred routing (``defer_events=10000``) with a 100 Hz poll, as a worker thread would poll;
+(3) as (2) plus the background-activity filter on every message (no CPU target; memory only).
 
 Targets: CPU < 5% of one core per second of stream; memory flat over minutes of stream (RSS sampled every
-15 simulated seconds; growth after warm-up below 5 MiB). A second run adds the background-activity filter.
-Writes bench/results/event_path.json.
+15 simulated seconds; growth after 30 s below 5 MiB). Stage shares come from a separate short run that times
+every stage of every message. Writes bench/results/event_path.json.
 
-Usage: .venv/bin/python bench/bench_event_path.py [--seconds 180] [--denoise-seconds 30]
+Usage: .venv/bin/python bench/bench_event_path.py [--seconds 180] [--other-seconds 60] [--denoise-seconds 30]
 """
 
 from __future__ import annotations

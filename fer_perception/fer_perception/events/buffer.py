@@ -22,8 +22,20 @@ unordered timestamps it drops the prefix older than the cutoff as found by binar
 
 ``FaceEventBuffers`` holds one ``EventBuffer`` per face id with that face's ``Roi`` on the event sensor.
 ``append(batch)`` routes each event to every face whose region contains it (vectorised masks; overlapping
-faces each get a copy). With no face boxes known it falls back to event-only mode: one region called
-``"sensor"`` (a fixed ROI, or the whole sensor).
+faces each get a copy). A face's region is its box squared and scaled like the Spiking-FER crop
+(``square_roi``/``roi_scale``, see :mod:`fer_perception.events.representation`), so every event the crop can
+use reaches the buffer. With no face boxes known it falls back to event-only mode: one region called
+``"sensor"`` (a fixed ROI, or the whole sensor) routed as is; for that region pass ``roi=None`` to
+``spiking_fer_frames`` to stretch the whole sensor onto the 200 grid, or its Roi to keep proportions (a
+non-square sensor is then padded with empty bands, as the crop is squared).
+
+Typical use (one face, Spiking-FER windows of 15,000 events, no overlap)::
+
+    faces = FaceEventBuffers(capacity_events=60_000, capacity_ns=2_000_000_000)
+    faces.update_faces({"3": Roi(120, 40, 160, 160)})        # from the tracker, mapped to the sensor
+    faces.append(decode_event_array(msg_bytes))              # per message
+    for face_id, roi, window in faces.ready_windows(15_000):
+        tensor = spiking_fer_frames(window, roi)             # (6, 2, 128, 128) float32
 """
 
 from __future__ import annotations
