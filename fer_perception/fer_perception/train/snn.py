@@ -82,8 +82,8 @@ class SnnTrainConfig:
             raise ConfigError(f"training kind must be one of {TRAIN_NAMES}, got {self.kind!r}")
         if not 0 < self.width <= 4:
             raise ConfigError(f"--width must be in (0, 4], got {self.width}")
-        if self.timesteps < 1 or self.events_per_frame < 1:
-            raise ConfigError("--timesteps and --events-per-frame must be positive")
+        if self.timesteps < 1 or self.events_per_frame < 1 or self.size < 8:
+            raise ConfigError("--timesteps and --events-per-frame must be positive, --size at least 8")
         self.trainer.validate()
 
 
@@ -110,6 +110,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1.0 = the paper's 11.4 M parameters) [1.0]")
     m.add_argument("--timesteps", type=int, default=6, help="T, frames per sample [6]")
     m.add_argument("--events-per-frame", type=int, default=2500, help="events per frame [2500]")
+    m.add_argument("--size", type=int, default=128, help="input side in pixels after the nearest resize [128]")
     m.add_argument("--lr", type=float, default=5e-3, help="SGD learning rate [5e-3]")
     m.add_argument("--momentum", type=float, default=0.9, help="SGD momentum [0.9]")
     m.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay [5e-4]")
@@ -123,7 +124,7 @@ def config_from_args(args: argparse.Namespace, kind: str) -> SnnTrainConfig:
         root=str(args.root), trainer=TrainerOptions.from_args(args), kind=kind, dataset=args.dataset,
         fold=int(args.fold), split=args.split, n_folds=int(args.n_folds), split_seed=int(args.split_seed),
         edas=parse_edas(args.edas), width=float(args.width), timesteps=int(args.timesteps),
-        events_per_frame=int(args.events_per_frame), learning_rate=float(args.lr), momentum=float(args.momentum),
+        events_per_frame=int(args.events_per_frame), size=int(args.size), learning_rate=float(args.lr), momentum=float(args.momentum),
         weight_decay=float(args.weight_decay), timecode_rows=args.timecode_rows,
     )
     cfg.validate()
