@@ -143,3 +143,20 @@ def test_cli_replay_and_evaluate(setup, tmp_path, capsys):
     assert (tmp_path / "rep" / "report.md").is_file()
     assert "events" in capsys.readouterr().out
     assert main(["replay", str(tmp_path / "missing"), "-o", str(tmp_path / "x")]) == 2
+
+
+def test_evaluate_compare_two_configurations_in_a_process_pool(setup, tmp_path, capsys):
+    root, sample, settings = setup
+    sets = []
+    for k, v in {**settings, "expression_model": "none", "age_gender_checkpoint": ""}.items():
+        sets += ["--set", f"{k}={v}"]
+    rep = tmp_path / "cmp"
+    assert main(["evaluate", str(sample.bag), "--compare", "smoothing=none", "smoothing=ema,smoothing_alpha=0.3",
+                 "--jobs", "2", "--report", str(rep), *sets]) == 0
+    data = json.loads((rep / "report.json").read_text())
+    runs = {row["run"] for row in data["summary"]}
+    assert runs == {"sample_bag [A:smoothing=none]", "sample_bag [B:smoothing=ema,smoothing_alpha=0.3]"}
+    cfgs = {r["name"]: r["summary"]["config"] for r in data["runs"]}
+    assert cfgs["sample_bag [A:smoothing=none]"]["smoothing"] == "none"
+    assert cfgs["sample_bag [B:smoothing=ema,smoothing_alpha=0.3]"]["smoothing_alpha"] == 0.3
+    assert "labels.csv" not in capsys.readouterr().err
