@@ -201,6 +201,10 @@ def test_out_argument_is_reused_and_cleared():
     assert res is out and set(np.unique(out)) <= {0.0, 1.0}
     with pytest.raises(ConfigError, match="shape"):
         spiking_fer_frames(random_batch(10), out=np.zeros((6, 2, 64, 64), np.float32))
+    with pytest.raises(ConfigError, match="contiguous"):
+        spiking_fer_frames(random_batch(10), out=np.zeros((6, 2, 128, 256), np.float32)[..., ::2])
+    with pytest.raises(ConfigError, match="float32"):
+        spiking_fer_frames(random_batch(10), out=np.zeros((6, 2, 128, 128), np.float64))
 
 
 def test_bad_inputs_raise_config_errors():

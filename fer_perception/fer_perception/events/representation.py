@@ -327,8 +327,11 @@ def spiking_fer_frames(
     config = config or SpikingFerConfig()
     if out is None:
         out = np.empty(config.shape, np.float32)
-    elif out.shape != config.shape:
-        raise ConfigError(f"spiking_fer_frames: out has shape {out.shape}, expected {config.shape}")
+    elif out.shape != config.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ConfigError(
+            f"spiking_fer_frames: out must be a C-contiguous float32 array of shape {config.shape}, "
+            f"got {out.dtype} {out.shape}{'' if out.flags.c_contiguous else ' (not contiguous)'}"
+        )
     _fill_frames(out, batch, roi, config)
     return out
 
