@@ -62,7 +62,7 @@ def plot_timeline(se: SourceEvaluation, path: Path, title: str) -> Path:
     true = np.array([idx.get(c, np.nan) if c else np.nan for c in tl["true"]], dtype=np.float64)
     pred = np.array([idx[c] for c in tl["pred"]], dtype=np.float64)
     fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
-    ax.plot(t, true, "-", color="0.3", lw=4, alpha=0.35, label="true")
+    ax.plot(t, true, "-", color="0.3", lw=4, alpha=0.35, label="true", drawstyle="steps-post")
     ok = pred == true
     ax.scatter(t[ok], pred[ok], s=8, color="tab:green", label="predicted (correct)")
     ax.scatter(t[~ok], pred[~ok], s=8, color="tab:red", label="predicted (wrong)")
