@@ -132,10 +132,10 @@ class _AxisMap:
     lut: np.ndarray        # (n_sensor,) int32: intermediate cell of each sensor pixel, -1 outside the crop
     gather: np.ndarray     # (size,) int64: intermediate cell each output pixel reads
     n_cells: int
-    # (m, n_sensor) int32: the m-th output pixel reading each sensor pixel (a sensor pixel feeds a contiguous
-    # run of at most m output pixels). Row 0 holds -2 outside the crop and -1 for pixels inside the crop that
-    # the nearest resize never reads; rows 1.. hold -1 where a pixel feeds fewer than m+1 outputs.
-    outs: np.ndarray
+    # (n_sensor,) int32 when every cell is read by at most one output pixel (crops of at least crop_size
+    # sensor pixels), else None: the output pixel of each sensor pixel, -1 inside the crop but never read by
+    # the nearest resize, -2 outside the crop.
+    direct: Optional[np.ndarray]
 
 
 @lru_cache(maxsize=512)
@@ -161,21 +161,15 @@ def _axis_map(start: float, extent: float, n_sensor: int, crop: int, size: int) 
         n_cells = max(hi - lo, 1)
         centre = start + (cell_of_out + 0.5) * (extent / crop)
         gather = np.clip(np.floor(centre).astype(np.int64) - lo, 0, n_cells - 1)
-    # Inverse of the gather: the output pixels reading cell c are the run [first[c], last[c]) (gather is
-    # non-decreasing), so each sensor pixel feeds a contiguous run of output pixels.
-    cells_all = np.arange(n_cells)
-    first = np.searchsorted(gather, cells_all, side="left")
-    count = np.searchsorted(gather, cells_all, side="right") - first
-    m = max(int(count.max()), 1)
-    safe = np.maximum(lut, 0)
-    outs = np.full((m, n_sensor), -1, np.int32)
-    for k in range(m):
-        has = (lut >= 0) & (count[safe] > k)
-        outs[k, has] = (first[safe] + k)[has]
-    outs[0, lut < 0] = -2
-    for arr in (lut, gather, outs):
-        arr.flags.writeable = False
-    return _AxisMap(lut, gather, n_cells, outs)
+    direct = None
+    if np.all(np.diff(gather) > 0):  # injective gather: invert it, sensor pixel -> output pixel
+        inv = np.full(n_cells, -1, np.int32)
+        inv[gather] = np.arange(size, dtype=np.int32)
+        direct = np.where(lut >= 0, inv[np.maximum(lut, 0)], -2).astype(np.int32)
+        direct.flags.writeable = False
+    lut.flags.writeable = False
+    gather.flags.writeable = False
+    return _AxisMap(lut, gather, n_cells, direct)
 
 
 @lru_cache(maxsize=256)
@@ -249,11 +243,11 @@ def _fill_frames(
     mx = _axis_map(x0, bw, nx, config.crop_size, S)
     my = _axis_map(y0, bh, ny, config.crop_size, S)
 
-    if len(mx.outs) == 1 and len(my.outs) == 1 and not force_gather:
+    if mx.direct is not None and my.direct is not None and not force_gather:
         # Direct path (the crop is at least crop_size sensor pixels wide and high): every sensor pixel feeds
         # at most one output pixel, so events are scattered straight into the output.
-        ox = mx.outs[0][batch.x]
-        oy = my.outs[0][batch.y]
+        ox = mx.direct[batch.x]
+        oy = my.direct[batch.y]
         sel = _select_frames((ox >= -1) & (oy >= -1), config)
         out[...] = 0
         if sel is None:
@@ -274,8 +268,9 @@ def _fill_frames(
             target += np.bincount(flat, minlength=target.size).astype(out.dtype, copy=False)
         return
 
-    # General path (the crop upsamples on some axis: a sensor pixel feeds several output pixels): frames on
-    # the intermediate grid, then the nearest gather to the output size (faster than scattering copies).
+    # General path (the crop upsamples on some axis: a sensor pixel may feed several output pixels): frames
+    # on the intermediate grid, then the nearest gather to the output size (measured faster than scattering
+    # an event once per output pixel it feeds).
     cx = mx.lut[batch.x]
     cy = my.lut[batch.y]
     sel = _select_frames((cx >= 0) & (cy >= 0), config)
