@@ -202,7 +202,8 @@ def main(argv=None) -> int:
         print(f"{r['name']:<{nw}} {r['simulated_s']:>6} {r['windows']:>8} {r['us_per_message']:8.1f} "
               f"{r['cpu_pct_of_one_core']:11.2f} {'<5' if not r['denoise'] else '-':>7} "
               f"{r['rss_growth_after_warmup_mib']:15.2f}  {'PASS' if ok else 'FAIL'}")
-        print("    stage CPU % of one core (separate timed run): " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_cpu_pct"].items()))
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stage_cpu_pct"].items())
+        print(f"    stage CPU % of one core (separate timed run): {stages}")
         print("    RSS MiB at simulated s: " + ", ".join(f"{s['sim_s']}:{s['rss_mib']:.1f}" for s in r["rss_samples"]))
     ok = all(r["cpu_pass"] is not False and r["memory_pass"] for r in runs)
     report = {

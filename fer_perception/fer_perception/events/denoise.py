@@ -20,7 +20,7 @@ event). "Earlier" means earlier in arrival order; its timestamp ``t_j`` supports
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 
