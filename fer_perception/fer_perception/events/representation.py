@@ -138,7 +138,7 @@ class _AxisMap:
     direct: Optional[np.ndarray]
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=128)
 def _axis_map(start: float, extent: float, n_sensor: int, crop: int, size: int) -> _AxisMap:
     """Per-axis lookup tables for a crop ``[start, start + extent)`` of an axis of ``n_sensor`` pixels (cached)."""
     pix = np.arange(n_sensor, dtype=np.float64)
@@ -172,7 +172,7 @@ def _axis_map(start: float, extent: float, n_sensor: int, crop: int, size: int) 
     return _AxisMap(lut, gather, n_cells, direct)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)  # 128 KiB per entry
 def _gather_index(ax: Tuple[float, float, int], ay: Tuple[float, float, int], crop: int, size: int) -> np.ndarray:
     """Flat intermediate-grid index read by each of the ``size * size`` output pixels (cached)."""
     mx = _axis_map(ax[0], ax[1], ax[2], crop, size)
