@@ -589,7 +589,7 @@ class Pipeline:
                     ))
             for e in out.emotions:
                 self.frame_latencies_ms.append(e.latency_ms)
-        if self.config.annotate and self.annotator is not None:
+        if self.config.annotate and self.annotator is not None and feeds_models:
             out.annotated = self.annotator(rgb, tracks, out.emotions, out.demographics)
         return out
 
