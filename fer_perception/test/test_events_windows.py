@@ -323,3 +323,14 @@ def test_routing_region_is_the_representation_crop(roi, scale):
     inside = (_axis_map(x0, bw, w, 200, 128).lut[every_pixel.x] >= 0) & (
         _axis_map(y0, bh, h, 200, 128).lut[every_pixel.y] >= 0)
     np.testing.assert_array_equal(routed.t, every_pixel.t[inside])
+
+
+def test_unchanged_faces_keep_events_queued():
+    fb = FaceEventBuffers(capacity_events=10_000, capacity_ns=None, defer_events=5_000)
+    faces = {"a": Roi(0, 0, 100, 100)}
+    fb.update_faces(faces)
+    fb.append(face_batch(np.random.default_rng(0), 1000))
+    fb.update_faces(dict(faces))
+    assert fb.pending_events == 1000
+    fb.update_faces({"a": Roi(0, 0, 120, 100)})
+    assert fb.pending_events == 0

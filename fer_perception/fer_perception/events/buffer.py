@@ -424,6 +424,8 @@ class FaceEventBuffers:
         faces that were current when they arrived."""
         faces = dict(faces)
         with self._lock:
+            if self._faces_known and faces == {fid: f.roi for fid, f in self._faces.items()}:
+                return  # unchanged (callers may sync faces on every message): keep queued events queued
             self.flush()
             self._set_faces(faces)
 
