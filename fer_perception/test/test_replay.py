@@ -137,7 +137,10 @@ def test_cli_replay_and_evaluate(setup, tmp_path, capsys):
     for k, v in {**settings, "expression_model": "none", "age_gender_checkpoint": ""}.items():
         sets += ["--set", f"{k}={v}"]
     assert main(["replay", str(sample.bag), "-o", str(tmp_path / "cli"), "--no-progress", "--event-frame-hz", "0",
-                 *sets]) == 0
+                 "--include-input", *sets]) == 0
+    with BagReader(tmp_path / "cli") as r, BagReader(sample.bag) as src:
+        assert r.counts[EVENTS_TOPIC] == src.counts[EVENTS_TOPIC] and "/fer/emotion/events" in r.topics
+        assert "/fer/event_frame" not in r.topics
     assert main(["evaluate", str(tmp_path / "cli"), "--labels", str(sample.labels_csv), "--report",
                  str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "report.md").is_file()
