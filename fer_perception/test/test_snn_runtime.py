@@ -241,3 +241,12 @@ def test_compute_dtype_round_trip_keeps_fp32_weights(small_snn):
         back = fused(x.clone())
     assert low.dtype == torch.float32 and torch.equal(back, ref)
     assert torch.equal(low.argmax(1), ref.argmax(1)) or float((low - ref).abs().max()) < 0.5
+
+
+@pytest.mark.parametrize("shape", [(6, 4, 64, 64), (2, 3, 63, 65), (1, 1, 5, 4), (1, 2, 1, 1)])
+def test_separable_max_pool_equals_max_pool2d_on_spike_counts(shape):
+    from fer_perception.runtime.snn_fused import max_pool_3x3_s2
+
+    g = torch.Generator().manual_seed(7)
+    x = (torch.rand(shape, generator=g) < 0.3).float() * torch.randint(1, 4, shape, generator=g).float()
+    assert torch.equal(max_pool_3x3_s2(x), F.max_pool2d(x, 3, 2, 1))

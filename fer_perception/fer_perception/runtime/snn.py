@@ -212,8 +212,8 @@ class SnnRunner:
             x = frames.detach().float()
         else:
             raise SnnInputError(f"frames must be a numpy array or torch tensor, got {type(frames).__name__}")
-        if x.numel() and not torch.isfinite(x).all():
-            raise SnnInputError("frames contain NaN or infinite values")
+        if x.numel() and not torch.isfinite(x.sum()):  # one NaN/inf anywhere makes the sum non-finite
+            raise SnnInputError("frames contain NaN or infinite values (or values whose sum overflows)")
         return x
 
     def _check_frames(self, frames: Any):
