@@ -134,10 +134,12 @@ class Rep155Mapper:
         faces: Dict[str, FaceUpdate] = {}
         for tr in tracks:
             fid = str(getattr(tr, "face_id", "") or "")
-            if not fid or int(getattr(tr, "missed", 0)) > 0:
-                continue  # tentative or currently unseen
+            if not fid:
+                continue  # tentative: no id yet
             tid = face_topic_id(fid)
-            ids.append(tid)
+            ids.append(tid)  # a track missed for a few images is still tracked (no publisher churn)
+            if int(getattr(tr, "missed", 0)) > 0:
+                continue  # but only seen faces get a roi / crop
             roi = Roi.from_xywh(np.asarray(tr.box, dtype=np.float64)[:4])
             if image is not None:
                 roi = roi.clipped(image.shape[1], image.shape[0])
