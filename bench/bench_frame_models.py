@@ -1,0 +1,188 @@
+"""Benchmark: frame-path models per face - DAN (onnxruntime vs torch), the light CNN, age/gender.
+
+CPU, 2 threads (torch.set_num_threads(2), onnxruntime intra-op 2), one face: the end-to-end latency of
+``ExpressionModel.predict`` / ``AgeGenderModel.predict`` on a 128x128 RGB crop (preprocessing included), for
+each model and backend, plus DAN per face at batch 8. Targets: DAN via onnxruntime <= 20 ms per face on CPU;
+every model <= 5 ms per face on a GPU (measured only when CUDA exists; otherwise "not measured").
+
+DAN uses the official architecture (19.7 M parameters, 224x224) with random weights and trained-like
+BatchNorm statistics - the speed does not depend on the values. The light and age/gender models are the
+synthetic demo weights when present, else random ones of the same configuration. Runs are interleaved
+(torch, onnx, torch, ...) so load from other processes hits all alike; best and median wall times are
+reported, pass uses the best run (the machine is shared). Writes bench/results/frame_models.json.
+
+Usage: .venv/bin/python bench/bench_frame_models.py [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fer_perception.models.age_gender import AgeGenderConfig, AgeGenderNet
+from fer_perception.models.dan import DAN
+from fer_perception.models.frame_checkpoint import save_frame_checkpoint
+from fer_perception.models.light_fer import LightFER, LightFerConfig
+from fer_perception.runtime.frame_models import DEMO_WEIGHTS, AgeGenderModel, ExpressionModel
+
+THREADS = 2
+TARGET_DAN_ONNX_CPU_MS = 20.0
+TARGET_GPU_MS = 5.0
+OUT = Path(__file__).resolve().parent / "results" / "frame_models.json"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    import onnxruntime
+
+    return {
+        "platform": platform.platform(), "cpu": cpu_name(), "python": platform.python_version(),
+        "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "cpu_count": os.cpu_count(),
+        "threads": THREADS, "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def trained_like_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+def checkpoints(tmp: str) -> dict:
+    torch.manual_seed(0)
+    dan_path = os.path.join(tmp, "affecnet8_bench.pth")
+    torch.save({"iter": 0, "model_state_dict": trained_like_bn(DAN(8)).state_dict(), "optimizer_state_dict": {}},
+               dan_path)
+    paths = {"dan": dan_path}
+    for kind in ("light", "agegender"):
+        if os.path.isfile(DEMO_WEIGHTS[kind]):
+            paths[kind] = DEMO_WEIGHTS[kind]
+            continue
+        if kind == "light":
+            cfg = LightFerConfig(n_classes=7)
+            m = trained_like_bn(LightFER(cfg))
+        else:
+            cfg = AgeGenderConfig()
+            m = trained_like_bn(AgeGenderNet(cfg))
+        paths[kind] = os.path.join(tmp, f"{kind}.pt")
+        save_frame_checkpoint(paths[kind], m, kind=kind, config=cfg.to_dict(), classes=[str(i) for i in range(7)]
+                              if kind == "light" else ("male", "female"), preprocess=cfg.preprocess())
+    return paths
+
+
+def interleaved(fns: dict, reps: int, sync=None) -> dict:
+    for fn in fns.values():
+        fn()
+        fn()
+    walls = {k: [] for k in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if sync:
+                sync()
+            walls[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: {"best_ms": min(v), "median_ms": statistics.median(v), "reps": reps} for k, v in walls.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args()
+    torch.set_num_threads(THREADS)
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    faces8 = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for _ in range(8)]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = checkpoints(tmp)
+        models = {
+            "dan torch": ExpressionModel("dan", paths["dan"], backend="torch", device="cpu"),
+            "dan onnxruntime": ExpressionModel("dan", paths["dan"], backend="onnx", device="cpu"),
+            "light torch": ExpressionModel("light", paths["light"], backend="torch", device="cpu"),
+            "light onnxruntime": ExpressionModel("light", paths["light"], backend="onnx", device="cpu"),
+            "agegender torch": AgeGenderModel(paths["agegender"], backend="torch", device="cpu"),
+            "agegender onnxruntime": AgeGenderModel(paths["agegender"], backend="onnx", device="cpu"),
+        }
+        for m in models.values():  # onnxruntime sessions: 2 intra-op threads like torch
+            if m._onnx is not None:  # noqa: SLF001 - benchmark reaches into the session on purpose
+                from fer_perception.runtime.onnx_backend import OnnxModel
+
+                m._onnx = OnnxModel(m._onnx.path, device="cpu", threads=THREADS)  # noqa: SLF001
+        agree = float(np.abs(models["dan torch"].predict([face]) - models["dan onnxruntime"].predict([face])).max())
+        timings = interleaved({k: (lambda m=m: m.predict([face])) for k, m in models.items()}, args.repeats)
+        pre = models["dan torch"].preprocess
+        timings.update(interleaved({"dan preprocessing only": lambda: pre([face])}, args.repeats))
+        b8 = interleaved({"dan onnxruntime batch 8": lambda: models["dan onnxruntime"].predict(faces8)},
+                         max(3, args.repeats // 3))
+        for k, v in timings.items():
+            row = {"name": f"cpu 1 face, {k}", **v, "per_face_best_ms": v["best_ms"]}
+            if k == "dan onnxruntime":
+                row.update(target_ms=TARGET_DAN_ONNX_CPU_MS, pass_=v["best_ms"] <= TARGET_DAN_ONNX_CPU_MS,
+                           max_abs_prob_diff_vs_torch=agree)
+            results.append(row)
+        v = b8["dan onnxruntime batch 8"]
+        results.append({"name": "cpu 8 faces, dan onnxruntime", **v, "per_face_best_ms": v["best_ms"] / 8})
+        if torch.cuda.is_available():
+            gpu = {k: (ExpressionModel(k, paths[k], backend="torch", device="cuda") if k != "agegender"
+                       else AgeGenderModel(paths[k], backend="torch", device="cuda")) for k in ("dan", "light", "agegender")}
+            gt = interleaved({k: (lambda m=m: m.predict([face])) for k, m in gpu.items()}, args.repeats,
+                             sync=torch.cuda.synchronize)
+            for k, v in gt.items():
+                results.append({"name": f"cuda 1 face, {k} torch", **v, "per_face_best_ms": v["best_ms"],
+                                "target_ms": TARGET_GPU_MS, "pass_": v["best_ms"] <= TARGET_GPU_MS})
+        else:
+            results.append({"name": "cuda 1 face, all models", "status": "not measured (no CUDA on this machine)",
+                            "target_ms": TARGET_GPU_MS})
+    info = machine()
+    for r in results:
+        if "pass_" in r:
+            r["pass"] = bool(r.pop("pass_"))
+    report = {
+        "benchmark": "frame_models", "machine": info,
+        "method": "wall-clock of predict() on one 128x128 RGB face (preprocessing included), backends interleaved, "
+                  f"{THREADS} CPU threads; best and median; pass uses the best run",
+        "targets": {"dan_onnxruntime_cpu_ms_per_face": TARGET_DAN_ONNX_CPU_MS, "gpu_ms_per_face_all_models": TARGET_GPU_MS},
+        "results": results,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"machine: {info['cpu']} x{info['cpu_count']}, {THREADS} threads, load {info['load_avg_1min']:.1f}, "
+          f"cuda {info['cuda']}")
+    print(f"{'benchmark':<46} {'best ms':>9} {'median ms':>10} {'per face':>9} {'target':>7} {'pass':>5}")
+    for r in results:
+        if "best_ms" not in r:
+            print(f"{r['name']:<46} {r['status']}")
+            continue
+        print(f"{r['name']:<46} {r['best_ms']:9.2f} {r['median_ms']:10.2f} {r['per_face_best_ms']:9.2f} "
+              f"{r.get('target_ms', ''):>7} {str(r.get('pass', '')):>5}")
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
