@@ -153,7 +153,7 @@ def test_corrupt_missing_and_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "nope.ckpt")
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"\x00garbage" * 50)
-    with pytest.raises(CheckpointError, match="junk.ckpt"):
+    with pytest.raises(CheckpointError, match="junk.ckpt is corrupt"):
         load_checkpoint(junk)
     trunc = tmp_path / "trunc.pt"
     save_checkpoint(trunc, SpikingFER(**SMALL))

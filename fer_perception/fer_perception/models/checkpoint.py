@@ -177,6 +177,16 @@ def load_state_dict_strict(model, state_dict: Mapping[str, Any], source: str = "
     return model
 
 
+def _unpickler_detail(text: str) -> str:
+    """The specific reason in torch's weights-only error text (its generic advice left out)."""
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+        text = text.split("Check the documentation", 1)[0]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " ".join(lines)[:300] if lines else "unreadable pickle"
+
+
 def read_checkpoint_file(path: PathLike, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` with every failure turned into :class:`CheckpointError`."""
     import pickle
@@ -189,10 +199,12 @@ def read_checkpoint_file(path: PathLike, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(str(p), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"checkpoint {p} cannot be loaded safely (weights_only=True refused it): {first}"
-        ) from exc
+        detail = _unpickler_detail(str(exc))
+        if "global" in detail.lower():  # a class or function outside the tensor/container allowlist
+            raise CheckpointError(
+                f"checkpoint {p} cannot be loaded safely (torch.load weights_only=True refused it): {detail}"
+            ) from exc
+        raise CheckpointError(f"checkpoint {p} is corrupt or not a torch file: {detail}") from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as exc:
         raise CheckpointError(f"checkpoint {p} is corrupt or not a torch file: {exc}") from exc
 
@@ -273,7 +285,8 @@ def load_checkpoint(path: PathLike, kind: Optional[str] = None, map_location: An
     if "meta" in ckpt and "state_dict" in ckpt:
         if ckpt.get("format") != FORMAT:
             raise CheckpointError(f"{p}: format {ckpt.get('format')!r} is not {FORMAT!r}")
-        if int(ckpt.get("version", 0)) > FORMAT_VERSION:
+        version = ckpt.get("version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
             raise CheckpointError(f"{p}: format version {ckpt.get('version')} is newer than {FORMAT_VERSION}")
         sd = ckpt["state_dict"]
         meta = CheckpointMeta.from_dict(ckpt["meta"], path=p)
