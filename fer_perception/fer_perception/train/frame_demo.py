@@ -23,7 +23,7 @@ from fer_perception.errors import ConfigError
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 NAMES = {"light": "light_fer_synthetic_demo", "agegender": "age_gender_synthetic_demo"}
-DEFAULTS = {"light": {"subjects": 300, "epochs": 6}, "agegender": {"subjects": 800, "epochs": 40}}
+DEFAULTS = {"light": {"subjects": 300, "epochs": 6}, "agegender": {"subjects": 800, "epochs": 20}}
 
 
 def sha256(path: str) -> str:
