@@ -49,6 +49,10 @@ def test_loss_falls_on_toy_task(tmp_path):
     (opt,), _ = module.configure_optimizers()
     assert isinstance(opt, torch.optim.SGD)
     assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
+    adam = SpikingFerLightning("snn", 6, 6, width=0.125, optimizer="adam", input_size=32)
+    (adam_opt,), (sched,) = adam.configure_optimizers()
+    assert isinstance(adam_opt, torch.optim.Adam)
+    assert isinstance(sched["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
     module.log = lambda *a, **k: None  # no trainer attached
     losses = []
     for _ in range(15):

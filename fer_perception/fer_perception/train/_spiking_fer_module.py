@@ -22,6 +22,9 @@ from fer_perception.models.spiking_fer import build_model
 class SpikingFerLightning(pl.LightningModule):
     """SGD (momentum 0.9, weight decay 5e-4) with cosine annealing over ``epochs``, cross-entropy (DESIGN 3.2).
 
+    ``optimizer="adam"`` swaps SGD for Adam (same weight decay and schedule) for short CPU schedules such as the
+    synthetic demo; the paper's recipe is SGD.
+
     Batches are ``(x, y)`` with ``x`` of shape (B, T, 2, H, W) (what the DataLoader stacks); the model gets
     (T, B, 2, H, W).
     """
@@ -29,7 +32,7 @@ class SpikingFerLightning(pl.LightningModule):
     def __init__(
         self, mode: str = "snn", n_classes: int = 6, timesteps: int = 6, width: float = 1.0,
         learning_rate: float = 5e-3, momentum: float = 0.9, weight_decay: float = 5e-4, epochs: int = 500,
-        input_size: int = 128, dropout: float = 0.5,
+        input_size: int = 128, dropout: float = 0.5, optimizer: str = "sgd",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -72,10 +75,14 @@ class SpikingFerLightning(pl.LightningModule):
         self._val_true, self._val_pred = [], []
 
     def configure_optimizers(self):
-        opt = torch.optim.SGD(
-            self.parameters(), lr=self.hparams.learning_rate, momentum=self.hparams.momentum,
-            weight_decay=self.hparams.weight_decay,
-        )
+        if self.hparams.optimizer == "adam":
+            opt = torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate,
+                                   weight_decay=self.hparams.weight_decay)
+        else:
+            opt = torch.optim.SGD(
+                self.parameters(), lr=self.hparams.learning_rate, momentum=self.hparams.momentum,
+                weight_decay=self.hparams.weight_decay,
+            )
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(self.hparams.epochs))
         return [opt], [{"scheduler": sched, "interval": "epoch"}]
 
