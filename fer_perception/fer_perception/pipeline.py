@@ -440,12 +440,19 @@ class Pipeline:
             self._faces_synced = True
             self.buffers.update_faces(dict(faces))
 
-    def poll(self) -> List[EmotionResult]:
-        """Run the event model on every ready window (batched) and return their results in window order."""
+    def poll(self, latest_only: bool = False) -> List[EmotionResult]:
+        """Run the event model on every ready window (batched) and return their results in window order.
+
+        ``latest_only`` (live use when lagging): only the newest complete window per face; the skipped ones are
+        counted by the buffers as dropped (reason ``stale``). Offline replay leaves it off: every window.
+        """
         if self.buffers is None or self.event_model is None:
             return []
         cfg = self.config
-        windows = list(self.buffers.ready_windows(cfg.events_per_window, cfg.stride))
+        if latest_only:
+            windows = list(self.buffers.ready_windows(cfg.events_per_window, cfg.stride, latest_only=True))
+        else:
+            windows = list(self.buffers.ready_windows(cfg.events_per_window, cfg.stride))
         self.counters.dropped_events = int(getattr(self.buffers, "dropped_events", 0))
         if not windows:
             self._trim_arrivals()

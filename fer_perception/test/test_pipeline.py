@@ -342,3 +342,11 @@ def test_detect_every_keeps_tracks_between_detections():
     outs = [pl.on_image(face_image(20, 5), stamp_ns=i, source="rgb") for i in range(7)]
     assert CountingDetector.calls == 3  # images 0, 3, 6
     assert all(len(o.tracks) == 1 and len(o.emotions) == 1 for o in outs)
+
+
+def test_poll_latest_only_skips_stale_windows_and_counts_them():
+    pl = make_pipeline()
+    pl.on_events(events(1000, 0, 11))  # 5 windows of 200 ready
+    res = pl.poll(latest_only=True)
+    assert len(res) == 1 and res[0].stamp_ns == 999 * 1000
+    assert pl.counters.dropped_events == 800
