@@ -252,3 +252,15 @@ def test_voxel_grid_bilinear_in_time():
     vg = voxel_grid(big, 5, 64, 48)
     assert vg.sum() == pytest.approx(float((big.p.astype(int) * 2 - 1).sum()), abs=1e-3)
     assert not voxel_grid(EventBatch.empty(), 2, 4, 4).any()
+
+
+def test_resize_matches_pytorch_nearest_interpolation():
+    """torchvision Resize(NEAREST) on tensors is F.interpolate(mode="nearest"): same pixels as ours."""
+    torch = pytest.importorskip("torch")
+    batch = random_batch(15000, seed=12)
+    frames = np.zeros((6, 2, 200, 200), np.float32)
+    for i in range(6):
+        s = slice(i * 2500, (i + 1) * 2500)
+        frames[i, batch.p[s].astype(int), batch.y[s].astype(int), batch.x[s].astype(int)] = 1.0
+    ref = torch.nn.functional.interpolate(torch.from_numpy(frames), size=(128, 128), mode="nearest").numpy()
+    np.testing.assert_array_equal(spiking_fer_frames(batch), ref)
