@@ -561,7 +561,13 @@ class LiveRunner:
             if dev is not None:
                 return str(dev)
         cfg = getattr(p, "config", None)
-        return str(getattr(cfg, "device", "cpu")) if cfg is not None else "cpu"
+        dev = str(getattr(cfg, "device", "cpu")) if cfg is not None else "cpu"
+        if dev == "auto":  # no model told us: what "auto" resolves to (without importing torch for it)
+            import sys
+
+            torch = sys.modules.get("torch")
+            dev = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+        return dev
 
     def diagnostics(self) -> Dict[str, Any]:
         """A snapshot of rates, counts, drops, errors and latencies (plain values, for /diagnostics)."""
