@@ -794,7 +794,7 @@ def build_components(cfg: PipelineConfig, injected: Dict[str, Any]) -> Dict[str,
     if needs_faces and parts["detector"] is None:
         from fer_perception.faces.detect import make_detector
 
-        kw = {"model_path": cfg.detector_model} if cfg.detector == "yunet" else {}
+        kw = {"model_path": cfg.detector_model} if cfg.detector == "yunet" else {"min_size": int(cfg.detect_min_size)}
         parts["detector"] = make_detector(cfg.detector, **kw)
     if needs_faces and parts["tracker_factory"] is None:
         from fer_perception.faces.track import FaceTracker
