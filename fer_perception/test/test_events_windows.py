@@ -334,3 +334,29 @@ def test_unchanged_faces_keep_events_queued():
     assert fb.pending_events == 1000
     fb.update_faces({"a": Roi(0, 0, 120, 100)})
     assert fb.pending_events == 0
+
+
+def test_end_to_end_from_message_bytes():
+    """CDR bytes -> decode -> face buffer -> Spiking-FER tensor equals the tensor of the same events direct."""
+    cdr = pytest.importorskip("fer_perception.events.cdr")
+    rng = np.random.default_rng(12)
+    face = Roi(100, 50, 200, 200)
+    n = 40_000
+    t = 1_000_000_000 + np.arange(n, dtype=np.int64) * 1000
+    batch = EventBatch.from_arrays(rng.integers(0, 346, n), rng.integers(0, 260, n), t, rng.integers(0, 2, n),
+                                   346, 260)
+    fb = FaceEventBuffers(capacity_events=60_000, capacity_ns=None)
+    fb.update_faces({"f": face})
+    for k in range(0, n, 1000):
+        part = batch.select(slice(k, k + 1000))
+        part = EventBatch(part.x, part.y, part.t, part.p, 346, 260, int(part.t[-1]), "dvs")
+        fb.append(cdr.decode_event_array(cdr.encode_event_array(part)))
+    windows = fb.ready_windows(15_000)
+    inside = (batch.x >= 100) & (batch.x < 300) & (batch.y >= 50) & (batch.y < 250)
+    face_events = batch.select(inside)
+    assert len(windows) == len(face_events) // 15_000 >= 1
+    for i, (_, roi, w) in enumerate(windows):
+        direct = face_events.select(slice(i * 15_000, (i + 1) * 15_000))
+        np.testing.assert_array_equal(w.t, direct.t)
+        assert w.frame_id == "dvs"
+        np.testing.assert_array_equal(spiking_fer_frames(w, roi), spiking_fer_frames(direct, face))
