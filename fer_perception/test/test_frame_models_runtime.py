@@ -73,9 +73,13 @@ def test_preprocess_resizes_bilinearly_when_enlarging():
 
 def test_preprocess_rejects_bad_configs_and_images():
     with pytest.raises(ConfigError, match="color"):
-        Preprocess.from_dict({"size": 4, "color": "bgr"})
+        Preprocess.from_dict({"size": 16, "color": "bgr"})
     with pytest.raises(ConfigError, match="mean/std"):
-        Preprocess.from_dict({"size": 4, "color": "rgb", "mean": [0.5], "std": [0.5]})
+        Preprocess.from_dict({"size": 16, "color": "rgb", "mean": [0.5], "std": [0.5]})
+    with pytest.raises(ConfigError, match="resize"):
+        Preprocess.from_dict({"size": 16, "resize": "nearest"})
+    with pytest.raises(ConfigError, match="size"):
+        Preprocess.from_dict({"size": 4})
     p = Preprocess(size=4)
     with pytest.raises(ImageError, match="uint8"):
         p([np.zeros((4, 4, 3), np.float32)])
@@ -195,3 +199,18 @@ def test_model_configs_validate():
     with torch.no_grad():
         g, age, lv = m(torch.zeros(2, 3, 64, 64))
     assert g.shape == (2, 2) and age.shape == (2,) and lv.shape == (2,)
+
+
+def test_dan_preprocessing_is_the_official_pil_pipeline():
+    """torchvision Resize((224, 224)) on a PIL image = PIL bilinear; then ToTensor and ImageNet Normalize."""
+    from PIL import Image
+
+    from fer_perception.models.dan import DAN_PREPROCESS
+
+    pre = Preprocess.from_dict(DAN_PREPROCESS)
+    rng = np.random.default_rng(0)
+    for shape in ((100, 100, 3), (300, 260, 3), (150, 400, 3)):
+        crop = rng.integers(0, 256, shape, dtype=np.uint8)
+        ref = np.asarray(Image.fromarray(crop).resize((224, 224), Image.BILINEAR)).astype(np.float32) / 255.0
+        ref = (ref - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+        np.testing.assert_allclose(pre([crop])[0], ref.transpose(2, 0, 1), atol=1e-5)

@@ -11,7 +11,8 @@ one, summed, then ``fc`` Linear(512, C) and ``bn`` BatchNorm1d(C). ``forward`` r
 Official checkpoints (``affecnet8_epoch5_acc0.6209.pth`` 8 classes, ``affecnet7_epoch6_acc0.6569.pth`` and
 ``rafdb_epoch21_acc0.897_bacc0.8275.pth`` 7 classes) are dicts ``{'iter', 'model_state_dict',
 'optimizer_state_dict'}``; :func:`load_dan` reads them (and our own checkpoints) strictly. Preprocessing is the
-official one: RGB, resize to 224x224 bilinear, [0, 1], ImageNet mean/std (:data:`DAN_PREPROCESS`).
+official one: RGB, resize to 224x224 with Pillow's bilinear filter (torchvision ``Resize`` on PIL
+images), [0, 1], ImageNet mean/std (:data:`DAN_PREPROCESS`).
 
 The training losses (:class:`AffinityLoss`, :class:`PartitionLoss`) are added to cross-entropy with weight 1.
 """
@@ -38,7 +39,8 @@ from fer_perception.models.resnet import resnet18
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Official DAN preprocessing, in the form runtime/frame_models.py understands.
-DAN_PREPROCESS: Dict[str, Any] = {"size": 224, "color": "rgb", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+DAN_PREPROCESS: Dict[str, Any] = {"size": 224, "color": "rgb", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                                  "resize": "pil"}
 #: Class order by checkpoint family (DESIGN 3.3).
 CLASS_SETS: Dict[str, Tuple[str, ...]] = {
     "rafdb": L.RAFDB_CLASSES,

@@ -35,28 +35,35 @@ OUTPUT_NAMES = {"light": ("logits",), "dan": ("logits",), "agegender": ("gender_
 class Preprocess:
     """Crop -> network input: resize to ``size`` x ``size``, RGB or gray, [0, 1], ``(x - mean) / std``.
 
-    Resizing uses bilinear interpolation when enlarging (DAN's official PIL bilinear resize) and pixel-area
-    averaging when shrinking (what an antialiased bilinear resize approximates).
+    ``resize="pil"`` resizes with Pillow's bilinear filter, exactly what torchvision's ``Resize`` does on PIL
+    images (DAN's official preprocessing; antialiased when shrinking). ``resize="cv2"`` uses OpenCV: bilinear
+    when enlarging, pixel-area averaging when shrinking (our own models are trained with it).
     """
 
     size: int = 224
     color: str = "rgb"
     mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    resize: str = "cv2"
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Preprocess":
         p = cls(int(d.get("size", 224)), str(d.get("color", "rgb")), list(d.get("mean", [0.5])),
-                list(d.get("std", [0.5])))
+                list(d.get("std", [0.5])), str(d.get("resize", "cv2")))
         if p.color not in ("rgb", "gray"):
             raise ConfigError(f"preprocess color must be 'rgb' or 'gray', got {p.color!r}")
+        if p.resize not in ("cv2", "pil"):
+            raise ConfigError(f"preprocess resize must be 'cv2' or 'pil', got {p.resize!r}")
+        if p.size < 8:
+            raise ConfigError(f"preprocess size must be >= 8, got {p.size}")
         nch = 3 if p.color == "rgb" else 1
         if len(p.mean) != nch or len(p.std) != nch or min(p.std) <= 0:
             raise ConfigError(f"preprocess mean/std need {nch} values (std > 0), got {p.mean} / {p.std}")
         return p
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"size": self.size, "color": self.color, "mean": list(self.mean), "std": list(self.std)}
+        return {"size": self.size, "color": self.color, "mean": list(self.mean), "std": list(self.std),
+                "resize": self.resize}
 
     @property
     def channels(self) -> int:
@@ -75,13 +82,31 @@ class Preprocess:
                 crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
             h, w = crop.shape[:2]
             if (h, w) != (s, s):
-                interp = cv2.INTER_AREA if (h > s and w > s) else cv2.INTER_LINEAR
-                crop = cv2.resize(crop, (s, s), interpolation=interp)
+                image_mod = _pil() if self.resize == "pil" else None
+                if image_mod is not None:
+                    crop = np.asarray(image_mod.fromarray(np.ascontiguousarray(crop)).resize((s, s), image_mod.BILINEAR))
+                else:
+                    interp = cv2.INTER_AREA if (h > s and w > s) else cv2.INTER_LINEAR
+                    crop = cv2.resize(crop, (s, s), interpolation=interp)
             out[i] = crop.reshape(s, s, self.channels)
         x = out.astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1.0 / 255.0)
         mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
         return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+
+def _pil():
+    """Pillow's Image module, or None (then OpenCV resizes, with one warning)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        import logging
+
+        if not getattr(_pil, "warned", False):
+            logging.getLogger(__name__).warning("Pillow is missing: DAN crops are resized with OpenCV instead")
+            _pil.warned = True
+        return None
+    return Image
 
 
 def _check_image(img: Any, what: str) -> np.ndarray:
