@@ -144,7 +144,7 @@ class FerPerceptionNode:
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import CompressedImage, Image
 
-        from fer_perception.ros import params, qos
+        from fer_perception.ros import params, qos, topics
         from fer_perception.runtime.live import LiveRunner
 
         settings = params.node_settings(values)
@@ -163,12 +163,12 @@ class FerPerceptionNode:
                     "DiagnosticArray": DiagnosticArray}
         n = self.node
         self.pub = {
-            "emotion_events": n.create_publisher(Emotion, "emotion/events", qos.RESULTS.to_rclpy()),
-            "emotion_frames": n.create_publisher(Emotion, "emotion/frames", qos.RESULTS.to_rclpy()),
-            "demographics": n.create_publisher(Demographics, "demographics", qos.RESULTS.to_rclpy()),
-            "annotated": n.create_publisher(Image, "annotated_image", qos.IMAGES_OUT.to_rclpy()),
-            "event_frame": n.create_publisher(Image, "event_frame", qos.IMAGES_OUT.to_rclpy()),
-            "diagnostics": n.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS.to_rclpy()),
+            "emotion_events": n.create_publisher(Emotion, topics.EMOTION_EVENTS, qos.RESULTS.to_rclpy()),
+            "emotion_frames": n.create_publisher(Emotion, topics.EMOTION_FRAMES, qos.RESULTS.to_rclpy()),
+            "demographics": n.create_publisher(Demographics, topics.DEMOGRAPHICS, qos.RESULTS.to_rclpy()),
+            "annotated": n.create_publisher(Image, topics.ANNOTATED_IMAGE, qos.IMAGES_OUT.to_rclpy()),
+            "event_frame": n.create_publisher(Image, topics.EVENT_FRAME, qos.IMAGES_OUT.to_rclpy()),
+            "diagnostics": n.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS.to_rclpy()),
         }
         if settings.rep155:
             from fer_perception.ros.rep155 import Rep155Publisher
