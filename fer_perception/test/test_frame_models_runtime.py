@@ -100,6 +100,9 @@ def test_crop_boxes_clips_to_the_image_and_names_bad_boxes():
     with pytest.raises(ImageError, match="NaN"):
         crop_boxes(img, [(np.nan, 1, 3, 3)])
     assert crop_boxes(img, []) == []
+    from fer_perception.results import Roi
+
+    assert np.array_equal(crop_boxes(img, [Roi(5, 4, 10, 6)])[0], crops[0])
 
 
 def test_expression_model_probabilities_batched_and_consistent(tmp_path):

@@ -124,8 +124,11 @@ def _check_image(img: Any, what: str) -> np.ndarray:
 
 
 def crop_boxes(image: np.ndarray, boxes: Any, margin: float = 0.0) -> List[np.ndarray]:
-    """Cut ``(x, y, w, h)`` boxes (grown by ``margin`` of their size on each side) out of ``image``, clipped."""
+    """Cut ``(x, y, w, h)`` boxes or :class:`~fer_perception.results.Roi` (grown by ``margin`` of their size
+    on each side) out of ``image``, clipped to it."""
     image = _check_image(image, "image")
+    if len(boxes) and not isinstance(boxes, np.ndarray):
+        boxes = [b.as_tuple() if hasattr(b, "as_tuple") else b for b in boxes]  # results.Roi accepted
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else np.zeros((0, 4))
     if not np.all(np.isfinite(b)):
         raise ImageError("face boxes contain NaN or infinite values")
