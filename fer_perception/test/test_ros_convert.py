@@ -129,6 +129,9 @@ def test_diagnostic_levels():
     assert level == convert.DIAG_WARN and msg == "since last report: event_queue_full +3"
     assert convert.diagnostic_level(now, now)[0] == convert.DIAG_OK  # nothing new since
     assert convert.diagnostic_level(snap(running=False))[0] == convert.DIAG_ERROR
+    buf = snap(dropped_events={"event_queue_full": 0, "event_buffer_full": 700})
+    level, msg = convert.diagnostic_level(buf, prev)
+    assert (level, msg) == (convert.DIAG_WARN, "since last report: event_buffer_full +700 events")
 
 
 def test_diagnostic_status_fields_flatten_the_snapshot():

@@ -271,10 +271,10 @@ def test_subscriptions_qos_raw_events_and_outputs(fake_ros):
         P("rgb_topic", "/cam/image"), P("event_qos_depth", 500)])
     n = fer.node
     try:
-        cls, ev_cb, ev_qos, raw = n.subs["/dvs/camera/events"]
+        cls, ev_cb, ev_qos, raw = n.subs["/dvs/events"]
         assert raw and cls.__name__ == "EventArray"
         assert (ev_qos.reliability, ev_qos.depth) == ("best_effort", 500)
-        assert set(n.subs) == {"/dvs/camera/events", "/dvs/camera/frame", "/cam/image"}
+        assert set(n.subs) == {"/dvs/events", "/dvs/image_raw", "/cam/image"}
         assert n.subs["/cam/image"][2].depth == 5 and not n.subs["/cam/image"][3]
         pubs = n.pubs
         assert {"emotion/events", "emotion/frames", "demographics", "annotated_image", "event_frame",

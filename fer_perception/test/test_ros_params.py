@@ -112,7 +112,12 @@ def test_launch_plan_bag_rviz_driver_and_overrides():
     assert p["node"]["parameters"][1] == {"smoothing_alpha": 0.3, "device": "cuda",
                                           "mapping_rgb": [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]}
     values.update(bag="")
-    assert launch_common.plan(values, driver=True)["driver"] == {"namespace": "dvs"}
+    p = launch_common.plan(values, driver=True)
+    assert p["driver"] == {"namespace": "dvs"}
+    assert p["node"]["parameters"][1]["event_topic"] == "/dvs/camera/events"  # dv-ros2's topics
+    assert p["node"]["parameters"][1]["aps_topic"] == "/dvs/camera/frame"
+    values.update(event_topic="/my/events")
+    assert launch_common.plan(values, driver=True)["node"]["parameters"][1]["event_topic"] == "/my/events"
     with pytest.raises(ConfigError, match="launch argument smoothing_alpha"):
         launch_common.plan({**values, "smoothing_alpha": "fast"})
 
@@ -166,7 +171,7 @@ def test_mapping_onto_pipeline_live_and_node_settings():
     assert (live.max_queued_events, live.min_confidence, live.event_frame_hz) == (123, 0.4, 0.0)
     node = params.node_settings(values)
     assert node.image_inputs() == [("rgb", "/cam", True)]
-    assert node.event_topic == "/dvs/camera/events" and node.event_qos_depth == 1000
+    assert node.event_topic == "/dvs/events" and node.event_qos_depth == 1000
     # PipelineConfig's own cross-field checks still apply
     with pytest.raises(ConfigError, match="buffer_events"):
         params.to_pipeline_config({"buffer_events": 100})

@@ -111,13 +111,15 @@ def diagnostic_level(diag: Mapping[str, Any], previous: Optional[Mapping[str, An
         return DIAG_ERROR, "inference worker not running"
     prev = previous or {}
     news = []
-    for key in ("drops", "errors"):
+    for key in ("drops", "errors", "dropped_events"):
         now = diag.get(key, {}) or {}
         before = prev.get(key, {}) or {}
         for k, v in now.items():
+            if (key == "drops" and k == "image_replaced") or (key == "dropped_events" and k != "event_buffer_full"):
+                continue  # latest-wins images are by design; queue drops are already counted in messages
             dv = int(v) - int(before.get(k, 0))
-            if dv > 0 and not (key == "drops" and k == "image_replaced"):
-                news.append(f"{k} +{dv}")
+            if dv > 0:
+                news.append(f"{k} +{dv}" + (" events" if key == "dropped_events" else ""))
     if news:
         return DIAG_WARN, "since last report: " + ", ".join(news)
     return DIAG_OK, "ok"

@@ -87,7 +87,13 @@ def plan(values: Mapping[str, str], driver: bool = False) -> Dict[str, Any]:
             cmd.append("--loop")
         out["bag"] = cmd
     elif driver and _true(values.get("start_driver", "false")):
-        out["driver"] = {"namespace": values.get("driver_namespace", "dvs")}
+        ns = str(values.get("driver_namespace", "dvs")).strip("/")
+        out["driver"] = {"namespace": ns}
+        # dv-ros2's capture node publishes <ns>/camera/events and <ns>/camera/frame: follow it unless the
+        # topics were set explicitly
+        for name, leaf in (("event_topic", "camera/events"), ("aps_topic", "camera/frame")):
+            if name not in overrides:
+                overrides[name] = f"/{ns}/{leaf}" if ns else f"/{leaf}"
     if _true(values.get("rviz", "false")):
         out["rviz"] = ["-d", share_file("rviz", "fer_perception.rviz")]
     return out

@@ -98,11 +98,11 @@ def _pp(name: str, type_: str, description: str, group: str, **kw) -> Param:
 #: Every parameter of the node, in YAML order.
 PARAMETERS: Tuple[Param, ...] = (
     # -- topics --------------------------------------------------------------------------------------------
-    Param("event_topic", "str", "/dvs/camera/events",
-          "Event topic ('' = no event input). Default: dv-ros2's capture node in namespace dvs.", "topics"),
+    Param("event_topic", "str", "/dvs/events",
+          "Event topic ('' = no event input); the sample recording's and rpg_dvs_ros' name.", "topics"),
     Param("event_msg_type", "str", SUPPORTED_MESSAGE_TYPES[0], "Message type of the event topic.", "topics",
           choices=tuple(SUPPORTED_MESSAGE_TYPES)),
-    Param("aps_topic", "str", "/dvs/camera/frame",
+    Param("aps_topic", "str", "/dvs/image_raw",
           "Image topic of the event sensor (APS frames; '' = none). Faces found here give the event windows.",
           "topics"),
     Param("aps_transport", "str", "raw", "aps_topic carries sensor_msgs/Image (raw) or CompressedImage.",
