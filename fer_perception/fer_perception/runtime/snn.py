@@ -140,7 +140,8 @@ class SnnRunner:
         self.half_max_diff: Optional[float] = None
 
         warm = self._warmup_frames()
-        for _ in range(max(1, warmup)):
+        for _ in range(max(1, warmup)):  # batch 1 (one face, the common case) and batch 2
+            self._logits(warm[:, :1], stats=True)
             reference = self._logits(warm, stats=False)[0]
         want_half = (self.device.type == "cuda") if half is None else bool(half)
         if want_half:
