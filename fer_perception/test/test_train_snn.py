@@ -97,6 +97,9 @@ def test_cli_train_writes_report_checkpoints_and_resumes(tmp_path, capsys):
     assert cli.main(base + ["--epochs", "2", "--resume", "last"]) == 0
     _, meta2 = load_checkpoint(out / "last.pt")
     assert meta2.provenance["epoch"] == 1
+    assert (out / "logs" / "csv-resume-1" / "metrics.csv").is_file()
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [e for e, _ in history["val_acc"]] == [0, 1]  # both runs' epochs in the report
     assert "test accuracy" in capsys.readouterr().out
 
 
@@ -144,5 +147,9 @@ def test_devices_parsing_and_metrics(tmp_path):
     csv_path.write_text("epoch,step,train_loss_epoch,val_acc\n0,3,1.5,\n0,3,,0.25\n1,7,1.1,\n1,7,,0.5\n")
     series = common.read_csv_metrics(csv_path)
     assert series == {"train_loss_epoch": [(0, 1.5), (1, 1.1)], "val_acc": [(0, 0.25), (1, 0.5)]}
+    resumed = tmp_path / "resumed.csv"
+    resumed.write_text("epoch,step,val_acc\n1,7,0.75\n2,9,0.8\n")
+    merged = common.read_csv_metrics([csv_path, resumed])
+    assert merged["val_acc"] == [(0, 0.25), (1, 0.75), (2, 0.8)]
     common.plot_learning_curves(series, tmp_path / "c.png", "t")
     assert (tmp_path / "c.png").stat().st_size > 1000

@@ -127,7 +127,13 @@ def make_trainer(opts: TrainerOptions, monitor: str = "val_acc", mode: str = "ma
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    loggers = [CSVLogger(str(out), name="logs", version="csv")]
+    version = "csv"
+    if opts.resume:  # a resumed run logs beside the earlier logs; the report merges them (csv_logs)
+        k = 1
+        while (out / "logs" / f"csv-resume-{k}").exists():
+            k += 1
+        version = f"csv-resume-{k}"
+    loggers = [CSVLogger(str(out), name="logs", version=version)]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -233,24 +239,39 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
     plt.close(fig)
 
 
-def read_csv_metrics(path: Path) -> Dict[str, List[tuple]]:
-    """Lightning CSVLogger ``metrics.csv`` as ``{metric: [(epoch, value), ...]}`` (epoch-level rows)."""
-    series: Dict[str, List[tuple]] = {}
-    if not path.is_file():
-        return series
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            epoch = row.get("epoch")
-            if epoch in (None, ""):
-                continue
-            for key, value in row.items():
-                if key in ("epoch", "step") or value in (None, "") or key.endswith("_step"):
+def csv_logs(out: Path) -> List[Path]:
+    """The CSV metric files of a run folder, first run first, then each resumption."""
+    logs = Path(out) / "logs"
+    first = [logs / "csv" / "metrics.csv"]
+    resumed = sorted(logs.glob("csv-resume-*/metrics.csv"), key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
+    return [p for p in first + resumed if p.is_file()]
+
+
+def read_csv_metrics(paths) -> Dict[str, List[tuple]]:
+    """Lightning CSVLogger ``metrics.csv`` file(s) as ``{metric: [(epoch, value), ...]}`` (epoch-level rows).
+
+    With several files (a run and its resumptions) a later file's value for an epoch replaces an earlier one.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    merged: Dict[str, Dict[int, float]] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            continue
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                epoch = row.get("epoch")
+                if epoch in (None, ""):
                     continue
-                try:
-                    series.setdefault(key, []).append((int(float(epoch)), float(value)))
-                except ValueError:
-                    continue
-    return series
+                for key, value in row.items():
+                    if key in ("epoch", "step") or value in (None, "") or key.endswith("_step"):
+                        continue
+                    try:
+                        merged.setdefault(key, {})[int(float(epoch))] = float(value)
+                    except (TypeError, ValueError):
+                        continue
+    return {k: sorted(v.items()) for k, v in merged.items()}
 
 
 def plot_learning_curves(series: Dict[str, List[tuple]], path: Path, title: str) -> None:
@@ -284,7 +305,7 @@ def plot_learning_curves(series: Dict[str, List[tuple]], path: Path, title: str)
 
 def write_report(
     out: Path, *, title: str, classes: Sequence[str], y_true: Sequence[int], y_pred: Sequence[int],
-    extra: Dict[str, Any], csv_path: Optional[Path] = None,
+    extra: Dict[str, Any], csv_path=None,
 ) -> Dict[str, Any]:
     """Write ``metrics.json``, ``confusion_matrix.png`` and ``learning_curves.png`` into ``out``."""
     out = Path(out)

@@ -221,7 +221,7 @@ def train(cfg: SnnTrainConfig) -> Dict[str, Any]:
 
     from fer_perception.models.checkpoint import load_checkpoint
     from fer_perception.train._spiking_fer_module import SaveOurCheckpoints, SpikingFerLightning
-    from fer_perception.train.common import make_trainer, resolve_resume, write_report
+    from fer_perception.train.common import csv_logs, make_trainer, resolve_resume, write_report
 
     cfg.validate()
     opts = cfg.trainer
@@ -277,4 +277,4 @@ def train(cfg: SnnTrainConfig) -> Dict[str, Any]:
     }
     title = f"{cfg.kind} on {cfg.dataset}, {cfg.split} fold {cfg.fold}"
     return write_report(out, title=title, classes=cfg.classes, y_true=y_true, y_pred=y_pred, extra=extra,
-                        csv_path=out / "logs" / "csv" / "metrics.csv")
+                        csv_path=csv_logs(out))
