@@ -34,10 +34,21 @@ from fer_perception.results import Roi
 TARGET_MEVS = 50.0
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def machine() -> dict:
     return {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "cpu_count": os.cpu_count(),
@@ -104,9 +115,9 @@ def main(argv=None) -> int:
          lambda: spiking_fer_frames(hd, hd_roi, cfg, out=out), 15_000, True),
         ("spiking_fer 1280x720, 30k events, 60% in face",
          lambda: spiking_fer_frames(hd_mixed, hd_roi, cfg, out=out), 30_000, True),
-        ("spiking_fer 346x260, 150 px face (crop upsampled: gather path)",
+        ("spiking_fer 346x260, 150 px face (crop upsampled: general path)",
          lambda: spiking_fer_frames(davis, davis_roi, cfg, out=out), 15_000, True),
-        ("spiking_fer 346x260, 50 px face (4x upsampled, gather path)",
+        ("spiking_fer 346x260, 50 px face (4x upsampled, general path)",
          lambda: spiking_fer_frames(davis_small, small_roi, cfg, out=out), 15_000, False),
         ("batch_spiking_fer_frames 8 faces x 15k",
          lambda: batch_spiking_fer_frames(windows, [hd_roi] * 8, cfg), 120_000, True),

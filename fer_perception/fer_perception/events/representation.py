@@ -136,6 +136,9 @@ class _AxisMap:
     # sensor pixels), else None: the output pixel of each sensor pixel, -1 inside the crop but never read by
     # the nearest resize, -2 outside the crop.
     direct: Optional[np.ndarray]
+    # (m, n_sensor) int32: the output pixels each sensor pixel feeds (a contiguous run of at most m, since the
+    # gather is non-decreasing): row k holds the k-th, -1 where there is none; row 0 holds -2 outside the crop.
+    runs: np.ndarray
 
 
 @lru_cache(maxsize=128)
@@ -161,25 +164,19 @@ def _axis_map(start: float, extent: float, n_sensor: int, crop: int, size: int) 
         n_cells = max(hi - lo, 1)
         centre = start + (cell_of_out + 0.5) * (extent / crop)
         gather = np.clip(np.floor(centre).astype(np.int64) - lo, 0, n_cells - 1)
-    direct = None
-    if np.all(np.diff(gather) > 0):  # injective gather: invert it, sensor pixel -> output pixel
-        inv = np.full(n_cells, -1, np.int32)
-        inv[gather] = np.arange(size, dtype=np.int32)
-        direct = np.where(lut >= 0, inv[np.maximum(lut, 0)], -2).astype(np.int32)
-        direct.flags.writeable = False
-    lut.flags.writeable = False
-    gather.flags.writeable = False
-    return _AxisMap(lut, gather, n_cells, direct)
-
-
-@lru_cache(maxsize=32)  # 128 KiB per entry
-def _gather_index(ax: Tuple[float, float, int], ay: Tuple[float, float, int], crop: int, size: int) -> np.ndarray:
-    """Flat intermediate-grid index read by each of the ``size * size`` output pixels (cached)."""
-    mx = _axis_map(ax[0], ax[1], ax[2], crop, size)
-    my = _axis_map(ay[0], ay[1], ay[2], crop, size)
-    pick = (my.gather[:, None] * mx.n_cells + mx.gather[None, :]).ravel()
-    pick.flags.writeable = False
-    return pick
+    cells = np.arange(n_cells)
+    first = np.searchsorted(gather, cells, side="left")
+    count = np.searchsorted(gather, cells, side="right") - first
+    safe = np.maximum(lut, 0)
+    runs = np.full((max(int(count.max()), 1), n_sensor), -1, np.int32)
+    for k in range(len(runs)):
+        has = (lut >= 0) & (count[safe] > k)
+        runs[k, has] = (first[safe] + k)[has]
+    runs[0, lut < 0] = -2
+    direct = runs[0] if len(runs) == 1 else None  # injective gather: sensor pixel -> one output pixel
+    for arr in (lut, gather, runs):
+        arr.flags.writeable = False
+    return _AxisMap(lut, gather, n_cells, direct, runs)
 
 
 def _sensor_extent(batch: EventBatch) -> Tuple[int, int]:
@@ -231,7 +228,7 @@ def frame_event_ranges(n_events: int, config: SpikingFerConfig) -> Tuple[int, in
 
 
 def _fill_frames(
-    out: np.ndarray, batch: EventBatch, roi: RoiLike, config: SpikingFerConfig, *, force_gather: bool = False
+    out: np.ndarray, batch: EventBatch, roi: RoiLike, config: SpikingFerConfig, *, force_general: bool = False
 ) -> None:
     """Write the ``(T, 2, S, S)`` representation of one window into ``out`` (every element is written)."""
     if len(batch) == 0:
@@ -243,7 +240,7 @@ def _fill_frames(
     mx = _axis_map(x0, bw, nx, config.crop_size, S)
     my = _axis_map(y0, bh, ny, config.crop_size, S)
 
-    if mx.direct is not None and my.direct is not None and not force_gather:
+    if mx.direct is not None and my.direct is not None and not force_general:
         # Direct path (the crop is at least crop_size sensor pixels wide and high): every sensor pixel feeds
         # at most one output pixel, so events are scattered straight into the output.
         ox = mx.direct[batch.x]
@@ -268,28 +265,37 @@ def _fill_frames(
             target += np.bincount(flat, minlength=target.size).astype(out.dtype, copy=False)
         return
 
-    # General path (the crop upsamples on some axis: a sensor pixel may feed several output pixels): frames
-    # on the intermediate grid, then the nearest gather to the output size (measured faster than scattering
-    # an event once per output pixel it feeds).
-    cx = mx.lut[batch.x]
+    # General path (the crop upsamples on some axis: a sensor pixel may feed several output pixels): columns
+    # are mapped per event (an event is scattered once per output column its pixel feeds), rows go through
+    # the intermediate grid and are then copied by the nearest row gather (whole contiguous rows).
+    ox = mx.runs[0][batch.x]
     cy = my.lut[batch.y]
-    sel = _select_frames((cx >= 0) & (cy >= 0), config)
+    sel = _select_frames((ox >= -1) & (cy >= 0), config)
     if sel is None:
         out[...] = 0
         return
     sel, per = sel
-    gx, gy = mx.n_cells, my.n_cells
-    flat = np.repeat(np.arange(0, 2 * T * gy * gx, 2 * gy * gx, dtype=np.int32), per)
-    flat += batch.p[sel].astype(np.int32) * (gy * gx)
-    flat += cy[sel] * gx
-    flat += cx[sel]
-    pick = _gather_index((x0, bw, nx), (y0, bh, ny), config.crop_size, S)
+    gy = my.n_cells
+    rows = np.repeat(np.arange(0, 2 * T * gy, 2 * gy, dtype=np.int32), per)
+    rows += batch.p[sel].astype(np.int32) * gy
+    rows += cy[sel]
+    ox = ox[sel]
+    flat = rows * S
+    flat += ox
+    parts = [flat if bool((ox >= 0).all()) else flat[ox >= 0]]
+    if len(mx.runs) > 1:
+        xs = batch.x[sel]
+        for run in mx.runs[1:]:
+            o = run[xs]
+            idx = np.flatnonzero(o >= 0)
+            parts.append(rows[idx] * S + o[idx])
     if config.binarize:
-        grid = np.zeros(T * 2 * gy * gx, np.uint8)
-        grid[flat] = 1
+        grid = np.zeros(T * 2 * gy * S, np.uint8)
+        for part in parts:
+            grid[part] = 1
     else:
-        grid = np.bincount(flat, minlength=T * 2 * gy * gx)
-    out.reshape(T * 2, S * S)[...] = grid.reshape(T * 2, gy * gx).take(pick, axis=1)
+        grid = np.bincount(np.concatenate(parts), minlength=T * 2 * gy * S)
+    out.reshape(T * 2, S, S)[...] = grid.reshape(T * 2, gy, S).take(my.gather, axis=1)
 
 
 def _select_frames(inside: np.ndarray, config: SpikingFerConfig):
