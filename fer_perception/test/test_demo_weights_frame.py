@@ -72,3 +72,27 @@ def test_age_gender_demo_beats_the_mean_and_knows_gender():
     acc = float(((pred.p_female >= 0.5) == (gender == 1)).mean())
     assert acc >= 0.8, f"gender accuracy {acc:.3f}"
     assert np.all(pred.age_std > 0)
+
+
+def test_age_gender_demo_on_scene_images_with_haar_boxes():
+    from fer_perception.data.synthetic_faces import demographic_identity, demographics_for_seed
+    from fer_perception.faces.detect import make_detector
+    from fer_perception.synth.faces import SyntheticFaceConfig, render_clip
+
+    model = AgeGenderModel(device="cpu")
+    detector = make_detector("haar")
+    err, right, truth = [], [], []
+    for seed in range(779_000, 779_020):
+        age, gender = demographics_for_seed(seed)
+        clip = render_clip("neutral", seed, SyntheticFaceConfig.scene(n_frames=6),
+                           identity=demographic_identity(seed, age, gender))
+        dets = detector.detect(clip.frames[-1])
+        if not dets:
+            continue
+        pred = model.predict(clip.frames[-1], [dets[0].box])
+        err.append(abs(float(pred.age[0]) - age))
+        right.append((pred.p_female[0] >= 0.5) == (gender == 1))
+        truth.append(age)
+    assert len(err) >= 15
+    baseline = float(np.mean(np.abs(np.asarray(truth) - np.mean(truth))))
+    assert np.mean(err) < 0.6 * baseline and np.mean(right) >= 0.8
