@@ -360,3 +360,20 @@ def test_end_to_end_from_message_bytes():
         np.testing.assert_array_equal(w.t, direct.t)
         assert w.frame_id == "dvs"
         np.testing.assert_array_equal(spiking_fer_frames(w, roi), spiking_fer_frames(direct, face))
+
+
+def test_face_mask_matches_plain_comparisons():
+    from fer_perception.events.buffer import _Face
+
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 0x10000, 5000).astype(np.uint16)
+    y = rng.integers(0, 0x10000, 5000).astype(np.uint16)
+    x[:3], y[:3] = [0, 0xFFFF, 0xFFFE], [0, 0xFFFF, 0xFFFE]
+    for b in [(10, 12, 20, 22), (-5, 100, -3, 70000), (0, 0x10000, 0, 0x10000), (60000, 70000, 0, 5),
+              (5, 5, 0, 10), (0xFFFF, 0x10000, 0xFFFF, 0x10000), (0, 0xFFFF, 1, 0x10000), (-9, -1, 0, 9)]:
+        face = _Face(Roi(0, 0, 1, 1), b, EventBuffer(1))
+        face.set_bounds(b)
+        x0, x1, y0, y1 = b
+        plain = (x.astype(int) >= x0) & (x.astype(int) < x1) & (y.astype(int) >= y0) & (y.astype(int) < y1)
+        np.testing.assert_array_equal(face.mask(x, y), plain)
+        np.testing.assert_array_equal(face.mask(x.astype(np.int64), y.astype(np.int64)), plain)
