@@ -283,3 +283,14 @@ def test_resize_matches_pytorch_nearest_interpolation():
         frames[i, batch.p[s].astype(int), batch.y[s].astype(int), batch.x[s].astype(int)] = 1.0
     ref = torch.nn.functional.interpolate(torch.from_numpy(frames), size=(128, 128), mode="nearest").numpy()
     np.testing.assert_array_equal(spiking_fer_frames(batch), ref)
+
+
+def test_events_beyond_the_declared_sensor_size():
+    # A batch claiming 100x100 with an event at x=150: the tables grow to cover it (no IndexError).
+    batch = EventBatch.from_arrays([10, 150], [10, 20], [0, 1], [1, 1], 100, 100)
+    cfg = SpikingFerConfig(timesteps=1, events_per_frame=2)
+    out = spiking_fer_frames(batch, Roi(0, 0, 200, 200), cfg)
+    expected = spiking_fer_frames(EventBatch.from_arrays([10, 150], [10, 20], [0, 1], [1, 1], 300, 300),
+                                  Roi(0, 0, 200, 200), cfg)
+    np.testing.assert_array_equal(out, expected)
+    assert out.sum() == 2

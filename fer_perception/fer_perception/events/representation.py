@@ -234,9 +234,25 @@ def _fill_frames(
     if len(batch) == 0:
         out[...] = 0
         return
-    T, S = config.timesteps, config.size
-    x0, y0, bw, bh = _resolve_box(batch, roi, config)
+    box = _resolve_box(batch, roi, config)
+    if batch.width > 0 and batch.height > 0:
+        try:  # lookup tables sized to the declared sensor (no scan of the coordinates)
+            _fill_sized(out, batch, box, batch.width, batch.height, config, force_general)
+            return
+        except IndexError:  # an event beyond the declared size: size the tables from the data
+            pass
     nx, ny = _sensor_extent(batch)
+    _fill_sized(out, batch, box, nx, ny, config, force_general)
+
+
+def _fill_sized(
+    out: np.ndarray, batch: EventBatch, box: Tuple[float, float, float, float], nx: int, ny: int,
+    config: SpikingFerConfig, force_general: bool,
+) -> None:
+    """:func:`_fill_frames` with lookup tables covering ``nx`` x ``ny`` sensor pixels (an event beyond them
+    raises ``IndexError`` before ``out`` is touched)."""
+    T, S = config.timesteps, config.size
+    x0, y0, bw, bh = box
     mx = _axis_map(x0, bw, nx, config.crop_size, S)
     my = _axis_map(y0, bh, ny, config.crop_size, S)
 
