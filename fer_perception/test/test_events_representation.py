@@ -138,10 +138,12 @@ def test_events_outside_roi_are_excluded_before_counting():
     rng = np.random.default_rng(3)
     inside = random_batch(15000, 640, 480, seed=1, x_range=(100, 300), y_range=(100, 300))
     noise_x = rng.integers(400, 640, 15000)
-    x = np.empty(30000, np.int64); y = np.empty(30000, np.int64)
+    x = np.empty(30000, np.int64)
+    y = np.empty(30000, np.int64)
     x[0::2], x[1::2] = inside.x, noise_x
     y[0::2], y[1::2] = inside.y, rng.integers(0, 480, 15000)
-    p = np.empty(30000, np.int64); p[0::2], p[1::2] = inside.p, 1
+    p = np.empty(30000, np.int64)
+    p[0::2], p[1::2] = inside.p, 1
     mixed = EventBatch.from_arrays(x, y, np.arange(30000), p, 640, 480)
     roi = Roi(100, 100, 200, 200)
     a = spiking_fer_frames(mixed, roi)

@@ -108,11 +108,13 @@ def test_ring_matches_reference_model_under_random_use():
                 model.extend((nxt + idx).tolist())
             nxt += n
             while len(model) > 257:
-                model.popleft(); dropped += 1
+                model.popleft()
+                dropped += 1
             if model:
                 newest = model[-1]
                 while model and (model[0] * 1000) < newest * 1000 - 180_000:
-                    model.popleft(); dropped += 1
+                    model.popleft()
+                    dropped += 1
         else:
             n, stride = int(rng.integers(1, 100)), int(rng.integers(1, 120))
             w = buf.take_window(n, stride)

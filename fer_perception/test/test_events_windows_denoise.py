@@ -54,7 +54,8 @@ def test_baf_equals_event_by_event_definition_across_batches(radius, include_sel
     w, h = 12, 9
     batch = dense_random(3000, w, h, seed=radius)
     # Same timestamps for some events: ties must behave as in the sequential definition.
-    t = batch.t.copy(); t[100:110] = t[100]
+    t = batch.t.copy()
+    t[100:110] = t[100]
     batch = EventBatch(batch.x, batch.y, t, batch.p, w, h)
     expected = reference_baf(batch, w, h, dt=2000, radius=radius, include_self=include_self)
     f = BackgroundActivityFilter(w, h, dt_ns=2000, radius=radius, include_self=include_self)
@@ -91,7 +92,9 @@ def test_baf_removes_isolated_noise_and_keeps_a_moving_edge():
     n_noise = 2000
     xn, yn = rng.integers(0, w, n_noise), rng.integers(0, h, n_noise)
     tn = rng.integers(0, 8_000_000, n_noise)
-    x = np.concatenate([cols, xn]); y = np.concatenate([rows, yn]); t = np.concatenate([t_edge, tn])
+    x = np.concatenate([cols, xn])
+    y = np.concatenate([rows, yn])
+    t = np.concatenate([t_edge, tn])
     is_noise = np.concatenate([np.zeros(cols.size, bool), np.ones(n_noise, bool)])
     order = np.argsort(t, kind="stable")
     batch = EventBatch.from_arrays(x[order], y[order], t[order], np.ones(len(t)), w, h)
@@ -134,7 +137,8 @@ def test_hot_pixel_mask():
     w, h = 32, 32
     rng = np.random.default_rng(4)
     n = 5000
-    x = rng.integers(0, w, n); y = rng.integers(0, h, n)
+    x = rng.integers(0, w, n)
+    y = rng.integers(0, h, n)
     x[:1500], y[:1500] = 7, 9  # a hot pixel
     batch = EventBatch.from_arrays(x, y, np.arange(n), np.ones(n), w, h)
     m = HotPixelMask(w, h, factor=10)

@@ -79,7 +79,7 @@ class EventBuffer:
         self._p = np.empty(cap, np.uint8)
         self._start = 0
         self._count = 0
-        self.dropped_by_reason: Dict[str, int] = {r: 0 for r in DROP_REASONS}
+        self.dropped_by_reason: Dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.appended_events = 0
         self.consumed_events = 0
         self.skipped_events = 0
@@ -320,8 +320,8 @@ class _Face:
                 axes.append(None)
             else:
                 axes.append((np.uint16(min(lo, 0xFFFF)), np.uint16(max(min(hi - lo, 0xFFFF), 0))))
-        self._empty = any(max(lo, 0) >= min(hi, 0x10000) for lo, hi in ((bounds[0], bounds[1]),
-                                                                         (bounds[2], bounds[3])))
+        spans = ((bounds[0], bounds[1]), (bounds[2], bounds[3]))
+        self._empty = any(max(lo, 0) >= min(hi, 0x10000) for lo, hi in spans)
         self._axes = tuple(axes)
 
     def mask(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -394,7 +394,7 @@ class FaceEventBuffers:
         self.square_roi = bool(square_roi)
         self.roi_scale = float(roi_scale)
         self._faces: Dict[str, _Face] = {}
-        self._retired = {r: 0 for r in DROP_REASONS}
+        self._retired = dict.fromkeys(DROP_REASONS, 0)
         self._retired_buffered = 0
         self.unrouted_events = 0
         self._faces_known = False
