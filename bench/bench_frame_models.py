@@ -1,6 +1,7 @@
 """Benchmark: frame-path models per face - DAN (onnxruntime vs torch), the light CNN, age/gender.
 
-CPU, 2 threads (torch.set_num_threads(2), onnxruntime intra-op 2), one face: the end-to-end latency of
+CPU, 2 threads (torch.set_num_threads(2), onnxruntime intra-op 2 without spinning, so that idle
+onnxruntime workers do not steal the cores from the interleaved torch runs), one face: the end-to-end latency of
 ``ExpressionModel.predict`` / ``AgeGenderModel.predict`` on a 128x128 RGB crop (preprocessing included), for
 each model and backend, plus DAN per face at batch 8. Targets: DAN via onnxruntime <= 20 ms per face on CPU;
 every model <= 5 ms per face on a GPU (measured only when CUDA exists; otherwise "not measured").
@@ -132,7 +133,7 @@ def main() -> int:
             if m._onnx is not None:  # noqa: SLF001 - benchmark reaches into the session on purpose
                 from fer_perception.runtime.onnx_backend import OnnxModel
 
-                m._onnx = OnnxModel(m._onnx.path, device="cpu", threads=THREADS)  # noqa: SLF001
+                m._onnx = OnnxModel(m._onnx.path, device="cpu", threads=THREADS, spin=False)  # noqa: SLF001
         agree = float(np.abs(models["dan torch"].predict([face]) - models["dan onnxruntime"].predict([face])).max())
         timings = interleaved({k: (lambda m=m: m.predict([face])) for k, m in models.items()}, args.repeats)
         pre = models["dan torch"].preprocess

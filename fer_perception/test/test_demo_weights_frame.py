@@ -17,6 +17,12 @@ from fer_perception.train.frame_demo import sha256
 FRESH = range(777_000, 777_016)  # subjects far from every training/validation/test seed range
 
 
+@pytest.fixture(autouse=True)
+def _onnx_cache(tmp_path_factory, monkeypatch):
+    """Keep exported ONNX files of these tests out of the user's cache."""
+    monkeypatch.setenv("FER_PERCEPTION_CACHE", str(tmp_path_factory.getbasetemp() / "onnx_cache"))
+
+
 @pytest.mark.parametrize("kind", ["light", "agegender"])
 def test_demo_weights_are_small_and_carded(kind):
     path = DEMO_WEIGHTS[kind]

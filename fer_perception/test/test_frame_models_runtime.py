@@ -17,6 +17,12 @@ from fer_perception.runtime.frame_models import (
 CLASSES = ("a", "b", "c", "d", "e")
 
 
+@pytest.fixture(autouse=True)
+def _onnx_cache(tmp_path_factory, monkeypatch):
+    """Keep exported ONNX files of these tests out of the user's cache."""
+    monkeypatch.setenv("FER_PERCEPTION_CACHE", str(tmp_path_factory.getbasetemp() / "onnx_cache"))
+
+
 def _light_ckpt(tmp_path, half=False, size=48, color="gray"):
     torch.manual_seed(0)
     cfg = LightFerConfig(n_classes=len(CLASSES), in_channels=1 if color == "gray" else 3, input_size=size)
@@ -217,3 +223,21 @@ def test_dan_preprocessing_is_the_official_pil_pipeline():
         ref = np.asarray(Image.fromarray(crop).resize((224, 224), Image.BILINEAR)).astype(np.float32) / 255.0
         ref = (ref - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
         np.testing.assert_allclose(pre([crop])[0], ref.transpose(2, 0, 1), atol=1e-5)
+
+
+def test_auto_backend_uses_cached_onnx_on_cpu_and_matches_torch(tmp_path):
+    import os
+
+    from fer_perception.runtime.frame_models import onnx_cache_dir
+
+    path, m = _light_ckpt(tmp_path)
+    auto = ExpressionModel("light", str(path), device="cpu")
+    assert auto.backend == "onnx" and auto.onnx_path.startswith(onnx_cache_dir())
+    mtime = os.path.getmtime(auto.onnx_path)
+    again = ExpressionModel("light", str(path), device="cpu")
+    assert again.onnx_path == auto.onnx_path and os.path.getmtime(again.onnx_path) == mtime
+    torch_model = ExpressionModel("light", str(path), backend="torch", device="cpu")
+    faces = _faces(4)
+    np.testing.assert_allclose(auto.predict(faces), torch_model.predict(faces), atol=1e-5)
+    assert auto.labels == torch_model.labels == CLASSES
+    assert auto.name == "light:light.pt"

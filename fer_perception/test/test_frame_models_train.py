@@ -17,6 +17,12 @@ from fer_perception.train.frame_common import augment_batch, class_balanced_samp
 COMMON = ["--epochs", "1", "--limit-train-batches", "2", "--no-progress", "--threads", "1", "--workers", "0"]
 
 
+@pytest.fixture(autouse=True)
+def _onnx_cache(tmp_path_factory, monkeypatch):
+    """Keep exported ONNX files of these tests out of the user's cache."""
+    monkeypatch.setenv("FER_PERCEPTION_CACHE", str(tmp_path_factory.getbasetemp() / "onnx_cache"))
+
+
 def _check_report(out, n_classes):
     metrics = json.loads((out / "metrics.json").read_text())
     assert (out / "confusion_matrix.png").stat().st_size > 1000

@@ -18,6 +18,12 @@ from fer_perception.runtime.onnx_backend import OnnxModel, export_onnx
 TOL = 1e-4
 
 
+@pytest.fixture(autouse=True)
+def _onnx_cache(tmp_path_factory, monkeypatch):
+    """Keep exported ONNX files of these tests out of the user's cache."""
+    monkeypatch.setenv("FER_PERCEPTION_CACHE", str(tmp_path_factory.getbasetemp() / "onnx_cache"))
+
+
 def _randomise_bn(m):
     g = torch.Generator().manual_seed(1)
     for mod in m.modules():

@@ -7,8 +7,12 @@
 
 Crops are numpy ``uint8`` RGB ``(H, W, 3)`` or mono ``(H, W)``; boxes are ``(x, y, w, h)`` in image pixels.
 Checkpoints: official DAN ``.pth``, our frame checkpoints (``models/frame_checkpoint.py``), or ``.onnx`` files
-written by ``fer-perception export`` (they carry labels and preprocessing in their metadata). With
-``backend="onnx"`` and a torch checkpoint, the model is exported to a temporary ONNX file first.
+written by ``fer-perception export`` (they carry labels and preprocessing in their metadata).
+
+Backends: ``"torch"``, ``"onnx"`` (onnxruntime) or ``"auto"`` (the default): torch on CUDA, onnxruntime on
+the CPU, where it is several times faster per face (bench/bench_frame_models.py). A torch checkpoint used with
+onnxruntime is exported once and cached (``$FER_PERCEPTION_CACHE`` or ``~/.cache/fer_perception/onnx``, keyed
+by the file's sha256); both backends agree within 1e-4.
 """
 
 from __future__ import annotations
@@ -216,33 +220,100 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def _auto_backend(device: str) -> str:
+    """``torch`` on CUDA, ``onnx`` on the CPU when onnxruntime is installed (several times faster there)."""
+    import torch
+
+    if str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return "torch"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnx"
+
+
+def onnx_cache_dir() -> str:
+    """Where exported ONNX files are cached: ``$FER_PERCEPTION_CACHE`` or ``~/.cache/fer_perception/onnx``."""
+    base = os.environ.get("FER_PERCEPTION_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fer_perception")
+    return os.path.join(base, "onnx")
+
+
+def cached_onnx(kind: str, checkpoint: Optional[str], classes: Any = None) -> Tuple[str, Optional[Any]]:
+    """The ONNX export of a torch checkpoint, made once and cached under a key of the file's sha256.
+
+    Returns ``(path, tmpdir)``; ``tmpdir`` (to keep alive) is set when the cache is not writable.
+    """
+    import hashlib
+
+    import torch
+
+    from fer_perception.runtime.onnx_backend import export_onnx
+
+    src = os.fspath(checkpoint) if checkpoint is not None else DEMO_WEIGHTS.get(kind, "")
+    h = hashlib.sha256()
+    try:
+        with open(src, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint file not found or unreadable: {src} ({exc})") from exc
+    h.update(repr((kind, classes, torch.__version__, 1)).encode())
+    name = f"{kind}-{h.hexdigest()[:20]}.onnx"
+    tmpdir = None
+    cache = onnx_cache_dir()
+    try:
+        os.makedirs(cache, exist_ok=True)
+        path = os.path.join(cache, name)
+        if os.path.isfile(path):
+            return path, None
+    except OSError:
+        tmpdir = tempfile.TemporaryDirectory(prefix="fer_onnx_")
+        cache, path = tmpdir.name, os.path.join(tmpdir.name, name)
+    loaded = load_torch_model(kind, checkpoint, classes)
+    p = loaded.preprocess
+    partial = os.path.join(cache, f".{name}.{os.getpid()}.partial")
+    try:
+        export_onnx(loaded.module, (1, p.channels, p.size, p.size), partial, output_names=loaded.output_names,
+                    metadata=loaded.onnx_metadata())
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return path, tmpdir
+
+
 class _FrameModel:
     """Shared machinery: backend selection, preprocessing, batching."""
 
     def __init__(self, kind: str, checkpoint: Optional[str], backend: str, device: str,
                  classes: Any = None, batch_size: int = 32):
-        if backend not in ("torch", "onnx"):
-            raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        is_onnx_file = checkpoint is not None and os.fspath(checkpoint).lower().endswith(".onnx")
+        if backend == "auto":
+            backend = "onnx" if is_onnx_file else _auto_backend(device)
         self.kind, self.backend, self.batch_size = kind, backend, int(batch_size)
         self._onnx = None
         self._module = None
-        is_onnx_file = checkpoint is not None and os.fspath(checkpoint).lower().endswith(".onnx")
+        self._tmpdir = None
+        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         if backend == "torch" and is_onnx_file:
             raise ConfigError(f"{checkpoint} is an ONNX file: use backend='onnx'")
         if backend == "onnx":
-            from fer_perception.runtime.onnx_backend import OnnxModel, export_onnx
+            from fer_perception.runtime.onnx_backend import OnnxModel
 
-            if not is_onnx_file:
-                loaded = load_torch_model(kind, checkpoint, classes)
-                self._tmpdir = tempfile.TemporaryDirectory(prefix="fer_onnx_")
-                path = os.path.join(self._tmpdir.name, f"{kind}.onnx")
-                p = loaded.preprocess
-                export_onnx(loaded.module, (1, p.channels, p.size, p.size), path,
-                            output_names=loaded.output_names, metadata=loaded.onnx_metadata())
-                checkpoint = path
-            self._onnx = OnnxModel(checkpoint, device="cpu" if device == "cpu" else "auto")
+            path = os.fspath(checkpoint) if is_onnx_file else None
+            if path is None:
+                path, self._tmpdir = cached_onnx(kind, checkpoint, classes)
+            self.onnx_path = path
+            self._onnx = OnnxModel(path, device="cpu" if device == "cpu" else "auto")
             meta = self._onnx.metadata
             if meta.get("fer_perception_kind") != kind:
                 raise CheckpointError(
@@ -257,7 +328,6 @@ class _FrameModel:
             self.device = _resolve_device(device)
             self._module = loaded.module.to(self.device).eval()
             self.labels, self.preprocess, self.meta = loaded.classes, loaded.preprocess, loaded.meta
-        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
 
     def _inputs(self, crops_or_image: Any, boxes: Any = None) -> np.ndarray:
         if boxes is not None:
@@ -297,7 +367,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 class ExpressionModel(_FrameModel):
     """Facial expression from face crops: ``predict(crops)`` or ``predict(image, boxes)`` -> ``(B, C)``."""
 
-    def __init__(self, kind: str = "light", checkpoint: Optional[str] = None, backend: str = "torch",
+    def __init__(self, kind: str = "light", checkpoint: Optional[str] = None, backend: str = "auto",
                  device: str = "auto", classes: Any = None, batch_size: int = 32):
         if kind not in ("light", "dan"):
             raise ConfigError(f"expression model kind must be 'light' or 'dan', got {kind!r}")
@@ -325,7 +395,7 @@ class AgeGenderPrediction(NamedTuple):
 class AgeGenderModel(_FrameModel):
     """Apparent age and gender from face crops: ``predict(...)`` -> ``AgeGenderPrediction``."""
 
-    def __init__(self, checkpoint: Optional[str] = None, backend: str = "torch", device: str = "auto",
+    def __init__(self, checkpoint: Optional[str] = None, backend: str = "auto", device: str = "auto",
                  batch_size: int = 32):
         super().__init__("agegender", checkpoint, backend, device, None, batch_size)
         self.labels = ("male", "female")

@@ -71,9 +71,12 @@ def _providers(device: str) -> List[str]:
 
 
 class OnnxModel:
-    """An onnxruntime session over one exported frame model: ``run(x) -> list of outputs``, ``metadata``."""
+    """An onnxruntime session over one exported frame model: ``run(x) -> list of outputs``, ``metadata``.
 
-    def __init__(self, path: "str | os.PathLike", device: str = "auto", threads: int = 0):
+    ``threads`` sets the intra-op threads (0: onnxruntime's default); ``spin=False`` lets idle workers sleep.
+    """
+
+    def __init__(self, path: "str | os.PathLike", device: str = "auto", threads: int = 0, spin: bool = True):
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover
@@ -85,6 +88,8 @@ class OnnxModel:
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
+        if not spin:  # idle worker threads sleep instead of spinning (shared CPUs, interleaved benchmarks)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(self.path, options, providers=_providers(device))
         except ConfigError:
