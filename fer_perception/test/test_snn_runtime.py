@@ -129,7 +129,8 @@ def test_energy_sops_match_a_brute_force_count(small_snn):
     # conv1: every input event reaches C_out x (output positions whose 7x7/2 window holds it)
     ones = torch.ones(1, 1, 7, 7)
     per_pos = F.conv2d(x.sum(dim=(0, 2)).unsqueeze(1), ones, stride=2, padding=3).sum(dim=(1, 2, 3))
-    assert np.allclose(st.sops["conv1"].numpy(), per_pos.double().numpy() * 16)
+    st.finalize()
+    assert np.allclose(st.sops["conv1"], per_pos.double().numpy() * 16)
     # an interior event of a 3x3/1 conv reaches 9 positions; a corner one 4
     fan = fanout_map(8, 8, 3, 1, 1)
     assert fan[4, 4] == 9 and fan[0, 0] == 4 and fan[0, 3] == 6

@@ -286,9 +286,10 @@ class SnnRunner:
         firing: Dict[str, np.ndarray] = {}
         energy = None
         if st is not None:
+            st.finalize()
             for name, count in st.spikes.items():
-                firing[name] = (count / (st.neurons[name] * steps)).cpu().numpy()
-            sops = {k: v.cpu().numpy() for k, v in st.sops.items()}
+                firing[name] = count / (st.neurons[name] * steps)
+            sops = dict(st.sops)
             cfg = self.config
             energy = EnergyEstimate(
                 snn_sops=np.sum(np.stack(list(sops.values())), axis=0),

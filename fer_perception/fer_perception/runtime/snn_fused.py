@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,33 +75,32 @@ def max_pool_3x3_s2(x: torch.Tensor) -> torch.Tensor:
 
 
 class LayerStats:
-    """Accumulates, per face, spike counts of the spiking layers and synaptic operations of the synaptic ones."""
+    """Collects, per face, spike counts of the spiking layers and synaptic operations of the synaptic ones.
 
-    def __init__(self, batch: int, device: torch.device) -> None:
+    During the forward pass only cheap tensor reductions are queued (no host synchronisation);
+    :meth:`finalize` turns them into numpy: ``spikes[name]`` and ``sops[name]`` are (B,) float64 arrays,
+    ``neurons[name]`` the neuron count of a layer per step and face.
+    """
+
+    def __init__(self, batch: int, device: Optional[torch.device] = None) -> None:
         self.batch = batch
-        self.spikes: Dict[str, torch.Tensor] = {}
-        self.neurons: Dict[str, int] = {}
-        self.sops: Dict[str, torch.Tensor] = {}
-        self._maps: Dict[Tuple[int, int, int, int, int], torch.Tensor] = {}
         self.device = device
-
-    def _map(self, h: int, w: int, k: int, s: int, p: int) -> torch.Tensor:
-        key = (h, w, k, s, p)
-        if key not in self._maps:
-            self._maps[key] = torch.as_tensor(fanout_map(h, w, k, s, p).ravel(), dtype=torch.float32,
-                                              device=self.device)
-        return self._maps[key]
+        self.neurons: Dict[str, int] = {}
+        self._spikes: List[Tuple[str, torch.Tensor]] = []
+        self._convs: List[Tuple[str, torch.Tensor, Tuple[int, int, int, int, int], int]] = []
+        self._dense: List[Tuple[str, torch.Tensor, int]] = []
+        self.spikes: Dict[str, np.ndarray] = {}
+        self.sops: Dict[str, np.ndarray] = {}
 
     def count(self, name: str, spikes: torch.Tensor, steps: int) -> None:
-        """Add the spikes of ``spikes`` ((steps*B, C, H, W) or (steps*B, N)) to layer ``name``."""
+        """Queue the spikes of ``spikes`` ((steps*B, C, H, W) or (steps*B, N)) for layer ``name``."""
         # float32 sums of 0/1 values are exact below 2**24 per face and layer
-        per_face = spikes.reshape(steps, self.batch, -1).sum(dim=(0, 2)).double()
-        self.spikes[name] = self.spikes.get(name, 0) + per_face
+        self._spikes.append((name, spikes.reshape(steps, self.batch, -1).sum(dim=(0, 2))))
         self.neurons[name] = int(spikes[0].numel())
 
     def count_sums(self, name: str, sums: torch.Tensor, neurons: int) -> None:
-        """Add spikes of layer ``name`` from its :meth:`input_sums` (B, H*W) (saves a second reduction)."""
-        self.spikes[name] = self.spikes.get(name, 0) + sums.sum(dim=1).double()
+        """Queue spikes of layer ``name`` from its :meth:`input_sums` (B, H*W) (saves a second reduction)."""
+        self._spikes.append((name, sums.sum(dim=1)))
         self.neurons[name] = int(neurons)
 
     def input_sums(self, x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -108,14 +108,25 @@ class LayerStats:
         return x.reshape(steps, self.batch, x.shape[1], -1).sum(dim=(0, 2)).float()
 
     def conv(self, name: str, sums: torch.Tensor, h: int, w: int, conv: "FusedConv") -> None:
-        """Add the SOPs of ``conv`` fed with inputs whose per-position sums are ``sums`` (B, H*W)."""
-        fan = self._map(h, w, conv.kernel, conv.stride, conv.padding)
-        ops = (sums @ fan).double() * conv.out_channels
-        self.sops[name] = self.sops.get(name, 0) + ops
+        """Queue the SOPs of ``conv`` fed with inputs whose per-position sums are ``sums`` (B, H*W)."""
+        self._convs.append((name, sums, (h, w, conv.kernel, conv.stride, conv.padding), conv.out_channels))
 
     def dense(self, name: str, total_input: torch.Tensor, out_features: int) -> None:
-        """Add the SOPs of a fully connected layer whose inputs sum to ``total_input`` (B,)."""
-        self.sops[name] = self.sops.get(name, 0) + total_input * out_features
+        """Queue the SOPs of a fully connected layer whose inputs sum to ``total_input`` (B,)."""
+        self._dense.append((name, total_input, out_features))
+
+    def finalize(self) -> "LayerStats":
+        """Reduce what was queued to numpy (one host copy per tensor); may be called again after more steps."""
+        for name, count in self._spikes:
+            self.spikes[name] = self.spikes.get(name, 0) + count.detach().cpu().double().numpy()
+        for name, sums, geometry, out_channels in self._convs:
+            fan = fanout_map(*geometry).ravel()
+            ops = sums.detach().cpu().double().numpy() @ fan * out_channels
+            self.sops[name] = self.sops.get(name, 0) + ops
+        for name, total, out_features in self._dense:
+            self.sops[name] = self.sops.get(name, 0) + total.detach().cpu().double().numpy() * out_features
+        self._spikes, self._convs, self._dense = [], [], []
+        return self
 
 
 class FusedConv(nn.Module):
@@ -249,7 +260,7 @@ class FusedSpikingFER(nn.Module):
         for block in self.blocks:
             y = block.run(y, steps, state, stats)
         if stats is not None:
-            stats.dense("encoder.fc.0", y.reshape(steps, batch, -1).sum(dim=(0, 2)).double(), self.hidden)
+            stats.dense("encoder.fc.0", y.reshape(steps, batch, -1).sum(dim=(0, 2)), self.hidden)
         return y.mean(dim=(2, 3)).view(steps, batch, -1)
 
     def _readout(self, feature_sum: torch.Tensor, steps: int) -> torch.Tensor:
