@@ -33,6 +33,7 @@ flat indices; no per-event Python and no ``np.add.at``.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
@@ -306,12 +307,26 @@ def _fill_sized(
             idx = np.flatnonzero(o >= 0)
             parts.append(rows[idx] * S + o[idx])
     if config.binarize:
-        grid = np.zeros(T * 2 * gy * S, np.uint8)
+        grid = _scratch_zeros(T * 2 * gy * S)
         for part in parts:
             grid[part] = 1
     else:
         grid = np.bincount(np.concatenate(parts), minlength=T * 2 * gy * S)
     out.reshape(T * 2, S, S)[...] = grid.reshape(T * 2, gy, S).take(my.gather, axis=1)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch_zeros(n: int) -> np.ndarray:
+    """A zeroed uint8 array of ``n`` elements, reused per thread (a fresh large allocation costs page faults
+    on every window)."""
+    buf = getattr(_SCRATCH, "grid", None)
+    if buf is None or len(buf) < n:
+        buf = _SCRATCH.grid = np.empty(n, np.uint8)
+    view = buf[:n]
+    view.fill(0)
+    return view
 
 
 def _select_frames(inside: np.ndarray, config: SpikingFerConfig):
