@@ -13,7 +13,6 @@ age_mean (B,) in years, age_log_var (B,) in log years^2)``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Tuple
 
@@ -113,7 +112,3 @@ def age_std_from_log_var(log_var):
     import numpy as np
 
     return np.exp(0.5 * np.asarray(log_var, dtype=np.float64)).astype(np.float32)
-
-
-#: The NLL of a perfect Gaussian fit is 0.5*log(2*pi*e*var); exported for tests and documentation.
-NLL_CONSTANT = 0.5 * math.log(2 * math.pi)

@@ -165,7 +165,9 @@ class PartitionLoss(nn.Module):
         return torch.log1p(num_head / heads.var(dim=1).mean())
 
 
-def classes_for(path: "str | os.PathLike", num_class: int, classes: Optional[Sequence[str] | str] = None) -> Tuple[str, ...]:
+def classes_for(
+    path: "str | os.PathLike", num_class: int, classes: Optional[Sequence[str] | str] = None
+) -> Tuple[str, ...]:
     """The class order of a DAN checkpoint: from ``classes`` (a family name or a list), else from its file name."""
     if classes is not None:
         if isinstance(classes, str):

@@ -88,7 +88,8 @@ class Preprocess:
             if (h, w) != (s, s):
                 image_mod = _pil() if self.resize == "pil" else None
                 if image_mod is not None:
-                    crop = np.asarray(image_mod.fromarray(np.ascontiguousarray(crop)).resize((s, s), image_mod.BILINEAR))
+                    pil = image_mod.fromarray(np.ascontiguousarray(crop))
+                    crop = np.asarray(pil.resize((s, s), image_mod.BILINEAR))
                 else:
                     interp = cv2.INTER_AREA if (h > s and w > s) else cv2.INTER_LINEAR
                     crop = cv2.resize(crop, (s, s), interpolation=interp)

@@ -230,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
                                     "age_1sigma_coverage") if k in ev})
     save_frame_checkpoint(path, model, kind="agegender", config=cfg.to_dict(), classes=GENDERS,
                           preprocess=pre.to_dict(), meta=meta, half=args.half)
-    print(f"age MAE {ev['age_mae']:.2f} (train-mean baseline {ev.get('age_mae_predict_train_mean', float('nan')):.2f}), "
+    baseline = ev.get("age_mae_predict_train_mean", float("nan"))
+    print(f"age MAE {ev['age_mae']:.2f} (train-mean baseline {baseline:.2f}), "
           f"gender accuracy {ev['gender_accuracy']:.3f}; checkpoint {path}")
     return 0
 

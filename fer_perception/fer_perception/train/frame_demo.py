@@ -51,7 +51,9 @@ def write_card(kind: str, checkpoint: str, command: Sequence[str], card_path: Op
         "preprocess": blob.get("preprocess", {}),
         "training_data": meta.get("source"),
         "training_command": " ".join(command),
-        "metrics_on_fresh_synthetic_subjects": {k: v for k, v in meta.items() if k.startswith(("test_", "age_", "gender_"))},
+        "metrics_on_fresh_synthetic_subjects": {
+            k: v for k, v in meta.items() if k.startswith(("test_", "age_", "gender_"))
+        },
         "best_validation": {k: v for k, v in meta.items() if k.startswith("best_val")},
         "epochs": meta.get("epochs"),
         "created": meta.get("created"),
