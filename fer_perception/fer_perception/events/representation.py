@@ -26,8 +26,15 @@ is a nearest-neighbour upsampling of the sensor pixels. Events are counted into 
 if they fall inside the crop, so a window holds the face's events only. With ``roi=None`` the whole sensor
 is the crop (a FerDVS 200x200 clip then maps to the official tensor exactly).
 
-Everything is vectorised: per-axis lookup tables and one scatter (binary) or ``np.bincount`` (counts) over
-flat indices; no per-event Python and no ``np.add.at``.
+Everything is vectorised (no per-event Python, no ``np.add.at``), with cached per-axis lookup tables. Crops of
+at least ``crop_size`` sensor pixels map each sensor pixel to at most one output pixel, so events are scattered
+straight into the output. Smaller crops (a pixel may feed several output pixels) map columns per event and
+build rows on the crop grid, then copy whole rows with the nearest row gather. Tests check both against a
+slow restatement (crop-cell counts, then fancy-index nearest gather) and against PyTorch's ``interpolate``.
+Speed: about 100 Mev/s for a 15,000-event window on one core (bench/bench_representation.py).
+
+Other representations: :func:`time_binned_frames` (counts in equal time bins) and :func:`voxel_grid`
+(bilinear in time, polarity +/-1).
 """
 
 from __future__ import annotations
