@@ -128,6 +128,7 @@ def test_roi_is_squared_about_its_centre():
     assert box == (0.0, 50.0, 400.0, 400.0)
     assert crop_box(Roi(100, 100, 100, 100), scale=1.5) == (75.0, 75.0, 150.0, 150.0)
     assert crop_box((10, 20, 40, 20), square=False) == (10.0, 20.0, 40.0, 20.0)
+    assert crop_box(Roi(100, 100, 100, 100), shift_y=0.1) == (100.0, 110.0, 100.0, 100.0)
     out = spiking_fer_frames(one_event(50, 100, width=640, height=480), Roi(100, 50, 200, 400),
                              SpikingFerConfig(timesteps=1, events_per_frame=1))
     ys, xs = np.nonzero(out[0, 1])

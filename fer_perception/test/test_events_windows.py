@@ -308,20 +308,20 @@ def test_append_and_poll_from_two_threads():
     np.testing.assert_array_equal(t, np.arange(300_000))
 
 
-@pytest.mark.parametrize("roi,scale", [(Roi(100, 50, 151, 97), 1.0), (Roi(-20, 300, 230, 240), 1.3),
-                                       (Roi(10, 10, 33, 61), 0.8)])
-def test_routing_region_is_the_representation_crop(roi, scale):
+@pytest.mark.parametrize("roi,scale,shift", [(Roi(100, 50, 151, 97), 1.0, 0.0), (Roi(-20, 300, 230, 240), 1.3, 0.1),
+                                             (Roi(10, 10, 33, 61), 0.8, -0.05)])
+def test_routing_region_is_the_representation_crop(roi, scale, shift):
     from fer_perception.events.representation import _axis_map, crop_box
 
     w, h = 640, 480
     gx, gy = np.meshgrid(np.arange(w), np.arange(h))
     n = w * h
     every_pixel = EventBatch.from_arrays(gx.ravel(), gy.ravel(), np.arange(n), np.ones(n), w, h)
-    fb = FaceEventBuffers(capacity_events=n, capacity_ns=None, roi_scale=scale)
+    fb = FaceEventBuffers(capacity_events=n, capacity_ns=None, roi_scale=scale, roi_shift_y=shift)
     fb.update_faces({"f": roi})
     fb.append(every_pixel)
     routed = fb.buffer("f").events()
-    x0, y0, bw, bh = crop_box(roi, square=True, scale=scale)
+    x0, y0, bw, bh = crop_box(roi, square=True, scale=scale, shift_y=shift)
     inside = (_axis_map(x0, bw, w, 200, 128).lut[every_pixel.x] >= 0) & (
         _axis_map(y0, bh, h, 200, 128).lut[every_pixel.y] >= 0)
     np.testing.assert_array_equal(routed.t, every_pixel.t[inside])

@@ -23,9 +23,9 @@ unordered timestamps it drops the prefix older than the cutoff as found by binar
 ``FaceEventBuffers`` holds one ``EventBuffer`` per face id with that face's ``Roi`` on the event sensor.
 ``append(batch)`` routes each event to every face whose region contains it (vectorised masks; overlapping
 faces each get a copy). A face's region is its box squared and scaled like the Spiking-FER crop
-(``square_roi``/``roi_scale``, see :mod:`fer_perception.events.representation`), so every event the crop can
-use reaches the buffer. With no face boxes known it falls back to event-only mode: one region called
-``"sensor"`` (a fixed ROI, or the whole sensor) routed as is; for that region pass ``roi=None`` to
+(``square_roi``/``roi_scale``/``roi_shift_y``, see :mod:`fer_perception.events.representation`), so every
+event the crop can use reaches the buffer. With no face boxes known it falls back to event-only mode: one
+region called ``"sensor"`` (a fixed ROI, or the whole sensor) routed as is; for that region pass ``roi=None`` to
 ``spiking_fer_frames`` to stretch the whole sensor onto the 200 grid, or its Roi to keep proportions (a
 non-square sensor is then padded with empty bands, as the crop is squared).
 
@@ -352,7 +352,7 @@ class FaceEventBuffers:
         width, height: sensor size (0: taken from the batches).
         event_only_roi: region used while no face is known (event-only mode); ``None``: the whole sensor.
         fallback: ``True``: use the ``"sensor"`` region when no face boxes are known; ``False``: drop events.
-        square_roi, roi_scale: how a face box becomes its routing region; give the same values as
+        square_roi, roi_scale, roi_shift_y: how a face box becomes its routing region; give the same values as
             :class:`~fer_perception.events.representation.SpikingFerConfig` so that every event the
             representation's crop can use reaches the buffer. The fallback region is used as is.
         defer_events: 0 routes every appended batch at once. ``N > 0`` only queues batches (O(1) per
@@ -376,6 +376,7 @@ class FaceEventBuffers:
         fallback: bool = True,
         square_roi: bool = True,
         roi_scale: float = 1.0,
+        roi_shift_y: float = 0.0,
         defer_events: int = 0,
     ) -> None:
         if int(capacity_events) <= 0:
@@ -393,6 +394,7 @@ class FaceEventBuffers:
         self.fallback = bool(fallback)
         self.square_roi = bool(square_roi)
         self.roi_scale = float(roi_scale)
+        self.roi_shift_y = float(roi_shift_y)
         self._faces: Dict[str, _Face] = {}
         self._retired = dict.fromkeys(DROP_REASONS, 0)
         self._retired_buffered = 0
@@ -418,7 +420,9 @@ class FaceEventBuffers:
     def _routing_bounds(self, face_id: str, roi: Roi) -> Tuple[int, int, int, int]:
         if face_id == SENSOR_FACE_ID and not self._faces_known:
             return (roi.x, roi.x + roi.width, roi.y, roi.y + roi.height)
-        return crop_pixel_bounds(crop_box(roi, square=self.square_roi, scale=self.roi_scale))
+        return crop_pixel_bounds(
+            crop_box(roi, square=self.square_roi, scale=self.roi_scale, shift_y=self.roi_shift_y)
+        )
 
     def _sensor_roi(self) -> Optional[Roi]:
         if self.event_only_roi is not None:

@@ -19,7 +19,9 @@ reproduces the official data path, checked against the official code and tonic:
 
 FerDVS clips are 200x200 sensors whose videos were cropped around the face (aligned, centred on the nose)
 before conversion. On a live sensor the face box (``roi``) plays that crop: it is made square around its
-centre (``square_roi``) and scaled by ``roi_scale``, then mapped onto the ``crop_size`` (200) grid. Where the
+centre (``square_roi``), scaled by ``roi_scale`` and optionally moved down by ``roi_shift_y`` box heights (a
+detector box is centred between brows and mouth; the nose sits a little lower), then mapped onto the
+``crop_size`` (200) grid. Where the
 crop is larger than 200 sensor pixels, sensor pixels are binned into the 200 cells (an event lights the cell
 its pixel centre falls in, as a 200x200 sensor would integrate the area); where it is smaller, the 200 grid
 is a nearest-neighbour upsampling of the sensor pixels. Events are counted into the 2,500-event frames only
@@ -70,6 +72,8 @@ class SpikingFerConfig:
             or ``"last"`` (the most recent ``T * events_per_frame`` events, aligned to the window's end).
         square_roi: make the face box square (side = max(width, height)) around its centre.
         roi_scale: scale the (squared) box around its centre before mapping it to ``crop_size``.
+        roi_shift_y: move the crop centre down by this fraction of the box height (towards the nose, as the
+            dataset's crops were centred on it); 0 keeps the box centre.
     """
 
     events_per_frame: int = 2500
@@ -80,6 +84,7 @@ class SpikingFerConfig:
     keep: str = "central"
     square_roi: bool = True
     roi_scale: float = 1.0
+    roi_shift_y: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("events_per_frame", "timesteps", "size", "crop_size"):
@@ -90,6 +95,8 @@ class SpikingFerConfig:
             raise ConfigError(f"SpikingFerConfig.keep must be one of {_KEEP_MODES}, got {self.keep!r}")
         if not (isinstance(self.roi_scale, (int, float)) and math.isfinite(self.roi_scale) and self.roi_scale > 0):
             raise ConfigError(f"SpikingFerConfig.roi_scale must be a positive finite number, got {self.roi_scale!r}")
+        if not (isinstance(self.roi_shift_y, (int, float)) and math.isfinite(self.roi_shift_y)):
+            raise ConfigError(f"SpikingFerConfig.roi_shift_y must be a finite number, got {self.roi_shift_y!r}")
 
     @property
     def events_per_window(self) -> int:
@@ -105,8 +112,11 @@ class SpikingFerConfig:
 # Geometry
 
 
-def crop_box(roi: RoiLike, square: bool = True, scale: float = 1.0) -> Tuple[float, float, float, float]:
-    """The crop region ``(x0, y0, w, h)`` (float sensor pixels) for a face box: squared and scaled about its centre."""
+def crop_box(
+    roi: RoiLike, square: bool = True, scale: float = 1.0, shift_y: float = 0.0
+) -> Tuple[float, float, float, float]:
+    """The crop region ``(x0, y0, w, h)`` (float sensor pixels) for a face box: squared and scaled about its
+    centre, the centre moved down by ``shift_y`` box heights."""
     if isinstance(roi, Roi):
         x, y, w, h = float(roi.x), float(roi.y), float(roi.width), float(roi.height)
     else:
@@ -116,7 +126,7 @@ def crop_box(roi: RoiLike, square: bool = True, scale: float = 1.0) -> Tuple[flo
         x, y, w, h = vals
     if not (w > 0 and h > 0) or not all(math.isfinite(v) for v in (x, y, w, h)):
         raise ConfigError(f"roi must have a positive finite size, got (x={x}, y={y}, width={w}, height={h})")
-    cx, cy = x + w / 2.0, y + h / 2.0
+    cx, cy = x + w / 2.0, y + h / 2.0 + shift_y * h
     if square:
         w = h = max(w, h)
     w, h = w * scale, h * scale
@@ -204,7 +214,7 @@ def _resolve_box(batch: EventBatch, roi: RoiLike, config: SpikingFerConfig) -> T
                 "(width/height are 0); pass roi=(x, y, width, height)"
             )
         return (0.0, 0.0, float(batch.width), float(batch.height))
-    return crop_box(roi, square=config.square_roi, scale=config.roi_scale)
+    return crop_box(roi, square=config.square_roi, scale=config.roi_scale, shift_y=config.roi_shift_y)
 
 
 # ----------------------------------------------------------------------------------------------------------
