@@ -288,6 +288,7 @@ class PipelineCounters:
     windows: int = 0
     frames: int = 0
     frames_with_faces: int = 0
+    frames_unused: int = 0
     faces: int = 0
     malformed: int = 0
     dropped_events: int = 0
@@ -352,6 +353,8 @@ class Pipeline:
         self._smoothers = {SOURCE_EVENTS: ProbabilitySmoother(smooth), SOURCE_FRAMES: ProbabilitySmoother(smooth)}
         self._trackers: Dict[str, Any] = {}
         self._image_counts: Dict[str, int] = {}
+        self._tracks_version = 0
+        self._sync_key: Optional[tuple] = None
         self._tracks: Dict[str, list] = {}
         self._image_sizes: Dict[str, Tuple[int, int]] = {}
         self._event_faces: Dict[str, Roi] = {}
@@ -401,6 +404,12 @@ class Pipeline:
         while len(self._recent) > 1 and int(self._recent[0].t[-1]) < horizon:
             self._recent.pop(0)
 
+    def _feeds_event_faces(self, source: str) -> bool:
+        mode = self.config.event_faces_from
+        if mode == "auto":
+            return source == "aps" or "aps" not in self._image_sizes
+        return mode == source
+
     def _event_face_source(self) -> Optional[str]:
         mode = self.config.event_faces_from
         if mode == "none":
@@ -412,8 +421,12 @@ class Pipeline:
     def _sync_event_faces(self) -> None:
         """Face boxes on the event sensor from the latest tracks; none -> the buffers' event-only fallback."""
         w, h = self._event_size
-        faces: Dict[str, Roi] = {}
         src = self._event_face_source()
+        key = (self._tracks_version, w, h, src)
+        if key == self._sync_key:
+            return  # nothing changed since the last message
+        self._sync_key = key
+        faces: Dict[str, Roi] = {}
         if src is not None:
             mapping = self.mappings.get(src)
             for tr in self._tracks.get(src, []):
@@ -537,6 +550,10 @@ class Pipeline:
         self.counters.frames += 1
         self._image_sizes[source] = (rgb.shape[1], rgb.shape[0])
         out = FrameOutputs()
+        feeds_models = self.config.frame_source in ("any", source)
+        if not feeds_models and not self._feeds_event_faces(source):
+            self.counters.frames_unused += 1  # neither the frame models nor the event face boxes need it
+            return out
         tracks: list = []
         if self.detector is not None and self._tracker_factory is not None:
             tracker = self._trackers.get(source)
@@ -553,12 +570,12 @@ class Pipeline:
             else:
                 tracks = list(self._tracks[source])
         self._tracks[source] = tracks
+        self._tracks_version += 1
         self._update_scale_mapping(source, rgb)
         out.tracks = tracks
         if tracks:
             self.counters.frames_with_faces += 1
             self.counters.faces += len(tracks)
-        feeds_models = self.config.frame_source in ("any", source)
         seen = [t for t in tracks if int(getattr(t, "missed", 0)) == 0]
         if seen and feeds_models:
             tracks = seen

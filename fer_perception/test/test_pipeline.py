@@ -350,3 +350,12 @@ def test_poll_latest_only_skips_stale_windows_and_counts_them():
     res = pl.poll(latest_only=True)
     assert len(res) == 1 and res[0].stamp_ns == 999 * 1000
     assert pl.counters.dropped_events == 800
+
+
+def test_images_nobody_needs_are_not_processed():
+    pl = make_pipeline(frame_source="rgb", event_faces_from="rgb")
+    out = pl.on_image(face_image(20, 5), stamp_ns=1, source="aps")
+    assert out.tracks == [] and pl.counters.frames_unused == 1
+    pl.on_image(face_image(20, 5), stamp_ns=2, source="rgb")
+    pl.on_events(events(200, 0, 3))
+    assert list(pl.event_faces) == ["face_1"]  # rgb tracks route the events
