@@ -150,3 +150,35 @@ def test_export_command_writes_verified_onnx(tmp_path, capsys):
 def test_missing_onnx_file_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         OnnxModel(tmp_path / "none.onnx")
+
+
+@pytest.mark.parametrize("kind", ["snn", "cnn"])
+def test_spiking_fer_exports_and_matches_spikingjelly(tmp_path, kind):
+    """Spiking-FER goes through an exportable IF formulation; the CNN baseline exports directly."""
+    from spikingjelly.activation_based import functional
+
+    from fer_perception.commands.export import export_snn
+    from fer_perception.models.checkpoint import save_checkpoint
+    from fer_perception.models.spiking_fer import build_model
+
+    torch.manual_seed(0)
+    model = build_model(kind, 6, 4, 0.25, 2, 32).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # trained-like BN so that the neurons fire
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.3)
+    ckpt = tmp_path / f"{kind}.pt"
+    save_checkpoint(ckpt, model, {"classes": ["happy", "fear", "surprise", "anger", "disgust", "sadness"]})
+    out = tmp_path / f"{kind}.onnx"
+    export_snn(str(ckpt), str(out))
+    sess = OnnxModel(out, device="cpu")
+    assert sess.metadata["fer_perception_kind"] == kind and sess.metadata["classes"][0] == "happy"
+    x = (torch.rand(3, 4, 2, 32, 32, generator=g) < 0.15).float()
+    functional.reset_net(model)
+    with torch.no_grad():
+        ref = model(x.transpose(0, 1)).numpy()
+    got = sess.run(x.numpy())[0]
+    assert got.shape == (3, 6) and np.abs(ref).max() > 0.01
+    assert np.abs(ref - got).max() < TOL

@@ -2,8 +2,9 @@
 
 Frame models (``dan``, ``light``, ``agegender``) carry their class names, preprocessing and config in the
 ONNX metadata, so ``ExpressionModel(kind, "model.onnx", backend="onnx")`` needs nothing else. ``snn``
-exports a Spiking-FER (or its CNN baseline) checkpoint with the time steps unrolled: input
-``(B, T, C, S, S)`` event frames, output logits. After writing, the file is run with onnxruntime on a random
+exports a Spiking-FER checkpoint (through the pure-torch fused form of ``runtime/snn_fused.py``, since
+SpikingJelly's neurons are custom ops without ONNX symbolics) or its CNN baseline, with the time steps
+unrolled: input ``(B, T, C, S, S)`` event frames, output logits. After writing, the file is run with onnxruntime on a random
 batch and compared with torch (``--no-verify`` skips it).
 """
 
@@ -47,13 +48,63 @@ def export_frame_model(kind: str, checkpoint, output: str, classes=None, opset: 
     return loaded
 
 
+def _onnx_spiking_fer(fused):
+    """An exportable form of a :class:`~fer_perception.runtime.snn_fused.FusedSpikingFER` (same maths).
+
+    The fused runtime updates spikes and membrane potentials in place inside its input tensor, which the ONNX
+    tracer cannot follow; this wrapper recomputes the IF neurons functionally (``v = v + x_t``, spike
+    ``v >= 1``, hard reset to 0) and takes ``(B, T, C, S, S)``.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    def if_neuron(x: torch.Tensor, steps: int) -> torch.Tensor:
+        x = x.reshape(steps, -1, *x.shape[1:])
+        v = torch.zeros_like(x[0])
+        spikes = []
+        for t in range(steps):
+            v = v + x[t]
+            s = (v >= 1.0).to(x.dtype)
+            v = v * (1.0 - s)
+            spikes.append(s)
+        out = torch.stack(spikes)
+        return out.reshape(-1, *out.shape[2:])
+
+    class OnnxSpikingFER(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fused = fused
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            steps = int(x.shape[1])
+            y = x.transpose(0, 1).reshape(-1, *x.shape[2:])
+            y = F.max_pool2d(if_neuron(self.fused.stem(y), steps), 3, 2, 1)
+            for block in self.fused.blocks:
+                out = if_neuron(block.conv2(if_neuron(block.conv1(y), steps)), steps)
+                identity = y if block.down is None else if_neuron(block.down(y), steps)
+                y = out + identity
+            feats = y.mean(dim=(2, 3)).reshape(steps, -1, y.shape[1])
+            total = feats[0]
+            for t in range(1, steps):
+                total = total + feats[t]
+            return self.fused._readout(total, steps)  # noqa: SLF001 - the fused model's own readout
+
+    return OnnxSpikingFER().eval()
+
+
 class _SnnExport:
-    """Wraps a Spiking-FER model: ``(B, T, 2, S, S)`` -> logits, state reset before each call."""
+    """Wraps a Spiking-FER model or its CNN baseline: ``(B, T, C, S, S)`` -> logits."""
 
     @staticmethod
     def build(model, is_snn: bool):
         import torch
         from torch import nn
+
+        if is_snn:  # SpikingJelly's neurons are custom ops: export the fused pure-torch form (same maths)
+            from fer_perception.runtime.snn_fused import FusedSpikingFER
+
+            return _onnx_spiking_fer(FusedSpikingFER(model).eval())
 
         class Wrapper(nn.Module):
             def __init__(self):
@@ -61,10 +112,6 @@ class _SnnExport:
                 self.model = model
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
-                if is_snn:
-                    from spikingjelly.activation_based import functional
-
-                    functional.reset_net(self.model)
                 return self.model(x.transpose(0, 1))
 
         return Wrapper().eval()
