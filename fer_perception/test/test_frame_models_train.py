@@ -110,3 +110,21 @@ def test_augment_batch_keeps_shape_and_changes_content():
     assert not torch.allclose(x, y)
     ident = augment_batch(x, max_shift=0, max_scale=0, max_rot_deg=0, brightness=0, contrast=0, flip=False)
     assert torch.allclose(ident, x, atol=1e-5)
+
+
+def test_random_erasing_zeroes_one_rectangle_per_chosen_image():
+    from fer_perception.train.frame_common import random_erasing
+
+    torch.manual_seed(0)
+    x = torch.ones(64, 3, 20, 20)
+    y = random_erasing(x, p=0.5, scale=(0.02, 0.25))
+    erased = (y == 0).all(dim=1)  # all channels together
+    frac = erased.flatten(1).float().mean(1)
+    hit = frac > 0
+    assert 0.25 < hit.float().mean() < 0.75
+    assert frac[hit].min() >= 1 / 400 and frac[hit].max() <= 0.26
+    for i in torch.nonzero(hit).flatten()[:5]:  # a rectangle: its bounding box is entirely zero
+        rows = torch.nonzero(erased[i].any(1)).flatten()
+        cols = torch.nonzero(erased[i].any(0)).flatten()
+        assert erased[i][rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+    assert torch.equal(random_erasing(x, p=0.0), x)

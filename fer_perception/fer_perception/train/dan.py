@@ -13,9 +13,10 @@ Dataset layouts (see :mod:`fer_perception.data.rafdb` and :mod:`fer_perception.d
 Recipe (DESIGN 3.3): cross-entropy + affinity loss + partition loss (weights 1). RAF-DB: SGD lr 0.1,
 momentum 0.9, weight decay 1e-4, StepLR(10, 0.1), batch 256, 40 epochs. AffectNet: Adam lr 1e-4,
 ExponentialLR(0.6), class-balanced sampling. Augmentation: horizontal flip, small rotation/scale/shift and
-brightness/contrast jitter on the batch. The trunk starts from ``--backbone-weights`` (a ResNet-18 state_dict
-with torchvision key names, e.g. DAN's MS-Celeb ``resnet18_msceleb.pth``) or ``--init`` (a DAN checkpoint,
-official or ours, to fine-tune); otherwise from scratch. Writes ``OUT/dan.pt`` (our checkpoint),
+brightness/contrast jitter on the batch, then random erasing (scale 0.02-0.25, as the official recipe).
+The trunk starts from ``--backbone-weights`` (a ResNet-18 state_dict with torchvision key names, e.g. DAN's
+MS-Celeb ``resnet18_msceleb.pth``) or ``--init`` (a DAN checkpoint, official or ours, to fine-tune);
+otherwise from scratch. Writes ``OUT/dan.pt`` (our checkpoint),
 ``OUT/metrics.json`` and ``OUT/confusion_matrix.png``.
 """
 
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     extra, affinity = dan_extra_loss(len(classes))
     task = make_classifier_task(model, len(classes), optimizer=recipe["optimizer"], lr=args.lr or recipe["lr"],
                                 weight_decay=1e-4, scheduler=recipe["scheduler"], extra_loss=extra,
-                                extra_params=[affinity])
+                                extra_params=[affinity], erasing=True)
     trainer, _ckpt = make_trainer(opts, monitor="val_acc", mode="max")
     trainer.fit(task, train_dl, val_dl)
     if task.best_state is not None:

@@ -58,6 +58,28 @@ def augment_batch(x, *, max_shift: float = 0.06, max_scale: float = 0.08, max_ro
     return (out - mean) * c + mean + br
 
 
+def random_erasing(x, *, p: float = 0.5, scale=(0.02, 0.25), ratio=(0.3, 3.3)):
+    """Zero one random rectangle (area ``scale`` of the image, aspect ``ratio``) in each image with
+    probability ``p`` - torchvision's RandomErasing (value 0), vectorised over the batch."""
+    import torch
+
+    b, _, h, w = x.shape
+    dev = x.device
+    area = (torch.rand(b, device=dev) * (scale[1] - scale[0]) + scale[0]) * h * w
+    log_r = torch.rand(b, device=dev) * (np.log(ratio[1]) - np.log(ratio[0])) + np.log(ratio[0])
+    aspect = torch.exp(log_r)
+    eh = torch.sqrt(area * aspect).clamp(1, h).floor()
+    ew = torch.sqrt(area / aspect).clamp(1, w).floor()
+    y0 = (torch.rand(b, device=dev) * (h - eh + 1)).floor()
+    x0 = (torch.rand(b, device=dev) * (w - ew + 1)).floor()
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
+    inside = ((ys >= y0.view(b, 1, 1)) & (ys < (y0 + eh).view(b, 1, 1))
+              & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + ew).view(b, 1, 1)))
+    apply = (torch.rand(b, device=dev) < p).view(b, 1, 1)
+    return x.masked_fill((inside & apply).unsqueeze(1), 0.0)
+
+
 class ImageFileDataset:
     """Reads image files lazily, returns ``(preprocessed float32 (C, S, S), target)`` items."""
 
@@ -105,6 +127,7 @@ def make_classifier_task(
     weight_decay: float = 1e-4,
     scheduler: Optional[Dict[str, Any]] = None,
     augment: bool = True,
+    erasing: bool = False,
     label_smoothing: float = 0.0,
     extra_loss: Optional[Callable] = None,
     extra_params: Sequence = (),
@@ -112,8 +135,9 @@ def make_classifier_task(
     """A LightningModule training ``model`` (logits, or a tuple starting with logits) with cross-entropy.
 
     ``extra_loss(outputs, y) -> tensor`` adds terms (DAN's affinity and partition losses); ``extra_params``
-    are optimised with the model (the affinity centres). Logs ``train_loss``, ``val_loss``, ``val_acc``; keeps
-    the state_dict of the best validation accuracy in ``best_state``.
+    are optimised with the model (the affinity centres); ``erasing`` adds :func:`random_erasing`. Logs
+    ``train_loss``, ``val_loss``, ``val_acc``; keeps the state_dict of the best validation accuracy in
+    ``best_state``.
     """
     import lightning.pytorch as pl
     import torch
@@ -138,6 +162,8 @@ def make_classifier_task(
             x, y = batch
             if augment:
                 x = augment_batch(x)
+            if erasing:
+                x = random_erasing(x)
             out = self.model(x)
             loss = F.cross_entropy(self._logits(out), y, label_smoothing=label_smoothing)
             if extra_loss is not None:
