@@ -42,11 +42,14 @@ def export_onnx(
     dummy = torch.zeros(*input_shape, dtype=torch.float32)
     dynamic = {input_name: {0: "batch"}}
     dynamic.update({name: {0: "batch"} for name in output_names})
+    kwargs = dict(input_names=[input_name], output_names=list(output_names), dynamic_axes=dynamic,
+                  opset_version=int(opset), do_constant_folding=True)
+    import inspect
+
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:  # torch >= 2.5: keep the TorchScript path
+        kwargs["dynamo"] = False
     with torch.no_grad():
-        torch.onnx.export(
-            module, (dummy,), path, input_names=[input_name], output_names=list(output_names),
-            dynamic_axes=dynamic, opset_version=int(opset), do_constant_folding=True, dynamo=False,
-        )
+        torch.onnx.export(module, (dummy,), path, **kwargs)
     model = onnx.load(path)
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
