@@ -46,6 +46,7 @@ setup(
         "tqdm>=4.60",
         "PyYAML>=5.4",
         "scipy>=1.7",
+        "Pillow>=8",
         "loguru>=0.7",
         "onnxruntime>=1.14",
         "onnx>=1.13",
