@@ -103,6 +103,22 @@ def test_cli_train_writes_report_checkpoints_and_resumes(tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
+def test_cnn_baseline_trains_and_saves(tmp_path):
+    from fer_perception.models.checkpoint import load_checkpoint
+
+    band_tree(tmp_path / "data", n_subjects=4, seqs=2, n_events=600)
+    out = tmp_path / "cnn"
+    assert cli.main(["train", "cnn", "--root", str(tmp_path / "data"), "--dataset", "Toy", "--fold", "0",
+                     "--width", "0.125", "--size", "32", "--events-per-frame", "100", "--epochs", "1",
+                     "--batch-size", "4", "--out", str(out), "--no-progress", "--accelerator", "cpu",
+                     "--devices", "1"]) == 0
+    model, meta = load_checkpoint(out / "last.pt", kind="cnn")
+    assert meta.kind == "cnn" and meta.provenance["split"] == "official"
+    assert model.encoder.conv1.weight.shape[1] == 12  # 2T stacked channels
+    split = json.loads((out / "split.json").read_text())
+    assert split["kind"] == "official" and split["n_test"] + split["n_train"] == 8
+
+
 def test_cli_errors(tmp_path, capsys):
     band_tree(tmp_path, n_subjects=3, seqs=2, n_events=50)
     args = ["train", "snn", "--root", str(tmp_path), "--dataset", "Toy", "--out", str(tmp_path / "o"), "--epochs", "1"]

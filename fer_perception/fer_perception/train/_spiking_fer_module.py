@@ -54,9 +54,9 @@ class SpikingFerLightning(pl.LightningModule):
         acc = (logits.argmax(dim=1) == y).float().mean()
         on_step = stage == "train"
         self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage == "train",
-                 batch_size=len(y), sync_dist=stage != "train")
+                 batch_size=len(y), sync_dist=True)
         self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y),
-                 sync_dist=stage != "train")
+                 sync_dist=True)
         return loss, logits, y
 
     def training_step(self, batch, batch_idx):
