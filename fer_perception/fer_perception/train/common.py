@@ -146,7 +146,14 @@ def make_trainer(opts: TrainerOptions, monitor: str = "val_acc", mode: str = "ma
     )
     cbs: List[Any] = [ckpt, *callbacks]
     if opts.progress:
-        cbs.append(TQDMProgressBar(refresh_rate=1))
+
+        class _Bar(TQDMProgressBar):
+            def get_metrics(self, trainer, pl_module):  # the joined logger versions say nothing useful
+                items = super().get_metrics(trainer, pl_module)
+                items.pop("v_num", None)
+                return items
+
+        cbs.append(_Bar(refresh_rate=1))
     kwargs: Dict[str, Any] = dict(
         max_epochs=opts.epochs, accelerator=opts.accelerator, devices=parse_devices(opts.devices),
         num_nodes=opts.num_nodes, strategy=opts.strategy, precision=opts.precision, logger=loggers,
