@@ -66,6 +66,8 @@ class PipelineConfig:
         event_fallback_roi: ROI used when no face is tracked: ``"sensor"`` (whole sensor), ``"none"`` (no event
             results without faces) or ``[x, y, w, h]`` in event pixels.
         event_roi_scale: side of the square event crop as a multiple of the face box's larger side.
+        event_roi_offset_y: shift of the crop centre, as a fraction of the face box height (positive = down):
+            FerDVS crops are centred on the nose, which sits below the centre of a Haar box (about 0.14).
         event_faces_from: image source whose tracks give the event face boxes: ``auto`` (aps if seen, else rgb),
             ``aps``, ``rgb`` or ``none`` (always the fallback ROI).
         denoise, denoise_dt_ms: background-activity filter on the events.
@@ -97,6 +99,7 @@ class PipelineConfig:
     event_height: int = 0
     event_fallback_roi: Union[str, List[int]] = "sensor"
     event_roi_scale: float = 1.0
+    event_roi_offset_y: float = 0.0
     event_faces_from: str = "auto"
     denoise: bool = False
     denoise_dt_ms: float = 10.0
@@ -420,6 +423,7 @@ class Pipeline:
 
     def _sync_event_faces(self) -> None:
         """Face boxes on the event sensor from the latest tracks; none -> the buffers' event-only fallback."""
+        cfg = self.config
         w, h = self._event_size
         src = self._event_face_source()
         key = (self._tracks_version, w, h, src)
@@ -433,6 +437,9 @@ class Pipeline:
                 box = np.asarray(tr.box, dtype=np.float64)[:4]
                 if mapping is not None:
                     box = np.asarray(mapping.map_box(box), dtype=np.float64)[:4]
+                if cfg.event_roi_offset_y:
+                    box = box.copy()
+                    box[1] += cfg.event_roi_offset_y * box[3]
                 roi = Roi.from_xywh(box)
                 if roi.width <= 0 or roi.height <= 0:
                     continue

@@ -45,7 +45,7 @@ BAG_DIR = "sample_bag"
 LABELS_FILE = "labels.csv"
 META_FILE = "sample.json"
 EXPRESSION_ORDER = ("happy", "fear", "surprise", "anger", "disgust", "sadness")
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2
 
 
 @dataclass
@@ -61,6 +61,8 @@ class SampleConfig:
         rgb_size: (width, height) of the colour camera.
         message_ms: event message period.
         label_threshold: expression strength from which a clip is labelled with its expression.
+        face_size, translation, rotation_deg, clutter: the scene (see ``SyntheticFaceConfig``): face height
+            range as a fraction of the image height, head motion amplitudes, background shapes.
         seed: seeds everything.
         storage: ``sqlite3`` (playable on Humble and Jazzy) or ``mcap``.
         start_s: ROS time of the first message.
@@ -76,6 +78,10 @@ class SampleConfig:
     rgb_size: Tuple[int, int] = (320, 240)
     message_ms: float = 1.0
     label_threshold: float = 0.3
+    face_size: Tuple[float, float] = (0.45, 0.6)
+    translation: float = 0.04
+    rotation_deg: float = 3.0
+    clutter: int = 4
     seed: int = 7
     storage: str = "sqlite3"
     start_s: float = 1_700_000_000.0
@@ -92,6 +98,7 @@ class SampleConfig:
         if self.storage not in ("sqlite3", "mcap"):
             raise ConfigError(f"sample storage must be sqlite3 or mcap, not {self.storage!r}")
         self.rgb_size = (int(self.rgb_size[0]), int(self.rgb_size[1]))
+        self.face_size = (float(self.face_size[0]), float(self.face_size[1]))
 
     @property
     def sensor_size(self) -> Tuple[int, int]:
@@ -171,6 +178,7 @@ def make_sample(
     meta_path = root / META_FILE
     wanted = {"version": SAMPLE_VERSION, "config": asdict(cfg)}
     wanted["config"]["rgb_size"] = list(cfg.rgb_size)
+    wanted["config"]["face_size"] = list(cfg.face_size)
     if not force and meta_path.is_file() and bag_path.is_dir() and labels_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
@@ -188,7 +196,9 @@ def make_sample(
     sw, sh = cfg.sensor_size
     rw, rh = cfg.rgb_size
     n_frames = max(2, int(round(cfg.clip_s * cfg.fps)))
-    face_cfg = SyntheticFaceConfig.scene(width=sw, height=sh, n_frames=n_frames, fps=cfg.fps)
+    face_cfg = SyntheticFaceConfig.scene(width=sw, height=sh, n_frames=n_frames, fps=cfg.fps,
+                                         face_size=cfg.face_size, translation=cfg.translation,
+                                         rotation_deg=cfg.rotation_deg, clutter=cfg.clutter)
     emulator = DvsEmulator(EmulatorConfig.paper(width=sw, height=sh), seed=cfg.seed)
     t0_ns = int(round(cfg.start_s * 1e9))
     period_ns = int(round(cfg.message_ms * 1e6))

@@ -153,11 +153,16 @@ def print_table(evals, console) -> None:
 
     from fer_perception.evaluate import summary_rows
 
+    rows = summary_rows(evals)
+    several = len({r["run"] for r in rows}) > 1
     t = Table(title="evaluation")
-    for c in ("run", "source", "model", "n", "accuracy", "bal. acc.", "macro-F1", "p50 ms", "p95 ms", "RT factor"):
-        t.add_column(c)
-    for r in summary_rows(evals):
-        t.add_row(r["run"], r["source"], r["model"], str(r["n"]), f"{r['accuracy']:.3f}",
-                  f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}", f"{r['latency_p50_ms']:.1f}",
-                  f"{r['latency_p95_ms']:.1f}", f"{r['real_time_factor']:.2f}x")
+    cols = (["run"] if several else []) + ["path", "model", "n", "acc", "bal.acc", "F1", "p50 ms", "p95 ms", "RT"]
+    for c in cols:
+        t.add_column(c, no_wrap=c in ("path", "acc", "RT"))
+    for r in rows:
+        model = r["model"].replace("_synthetic_demo", " (demo)")
+        cells = [r["source"], model, str(r["n"]), f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}",
+                 f"{r['macro_f1']:.3f}", f"{r['latency_p50_ms']:.1f}", f"{r['latency_p95_ms']:.1f}",
+                 f"{r['real_time_factor']:.2f}x"]
+        t.add_row(*(([r["run"]] if several else []) + cells))
     console.print(t)
