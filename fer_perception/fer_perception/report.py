@@ -79,12 +79,16 @@ def plot_timeline(se: SourceEvaluation, path: Path, title: str) -> Path:
 def plot_latency(evals: Sequence[RunEvaluation], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
-    for ev in evals:
-        for src, se in ev.sources.items():
-            lat = se.timeline.get("latency_ms")
+    series = [(f"{ev.name}: {src} (p95 {se.latency['p95']:.1f} ms)", se.timeline.get("latency_ms") or [])
+              for ev in evals for src, se in ev.sources.items()]
+    every = [v for _, lat in series for v in lat]
+    if every:
+        hi = float(np.percentile(every, 99.5)) * 1.05 + 1e-3
+        bins = np.linspace(0.0, hi, 41)
+        for label, lat in series:
             if lat:
-                ax.hist(lat, bins=40, alpha=0.5, label=f"{ev.name}: {src} (p95 {se.latency['p95']:.1f} ms)")
-    ax.set_xlabel("latency from arrival to result (ms)")
+                ax.hist(np.clip(lat, 0, hi), bins=bins, alpha=0.5, label=label)
+    ax.set_xlabel("latency from arrival to result (ms; last bin: p99.5 and above)")
     ax.set_ylabel("results")
     ax.legend(fontsize=7)
     fig.tight_layout()
