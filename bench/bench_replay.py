@@ -94,7 +94,7 @@ def main(argv=None) -> int:
             sample = make_sample(tmp / "sample", scfg)
             settings = {**DEMO_SETTINGS, "snn_checkpoint": args.snn, "threads": args.threads}
             r = timed_replay(sample.bag, tmp / "out_sample", settings)
-            rows.append({"case": "sample, all paths (events + APS faces + RGB frame models)", **r,
+            rows.append({"case": "sample, all paths (demo settings: RGB faces route events)", **r,
                          "target_rt": TARGET_SAMPLE})
         # 2. event-only 1 Mev/s, fixed face region (no detector), every window
         seconds = 2.0 if args.quick else 5.0
