@@ -105,8 +105,9 @@ def main(argv=None) -> int:
         for poll_ms in ((0.0, 100.0) if args.only != "sample" else ()):
             r = timed_replay(tmp / "events_1mev", tmp / f"out_ev_{int(poll_ms)}", ev_settings, event_frame_hz=0.0,
                              poll_every_ms=poll_ms)
-            rows.append({"case": f"event-only 1 Mev/s, poll {'every message' if not poll_ms else f'{poll_ms:.0f} ms (batched)'}",
-                         **r, "target_rt": TARGET_EVENTS, "events_per_s": n_ev / seconds})
+            how = "every message" if not poll_ms else f"{poll_ms:.0f} ms (batched)"
+            rows.append({"case": f"event-only 1 Mev/s, poll {how}", **r, "target_rt": TARGET_EVENTS,
+                         "events_per_s": n_ev / seconds})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for r in rows:

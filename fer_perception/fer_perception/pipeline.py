@@ -84,7 +84,8 @@ class PipelineConfig:
             (image size to event sensor size) or 9 floats (row-major 3x3 homography).
     Output:
         smoothing (``none``/``ema``/``mean``), smoothing_alpha, smoothing_window.
-        device: ``auto``, ``cpu`` or ``cuda``; threads: torch CPU threads (0 = torch's default); annotate: draw the annotated image; event_frame_ms: time span
+        device: ``auto``, ``cpu`` or ``cuda``; threads: torch CPU threads (0 = torch's default);
+        annotate: draw the annotated image; event_frame_ms: time span
         of the event frame image.
     """
 
@@ -135,7 +136,8 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be > 0, not {getattr(self, name)!r}")
 
         for name in ("events_per_frame", "timesteps", "frame_size", "crop_size", "buffer_events", "buffer_ms",
-                     "event_roi_scale", "denoise_dt_ms", "detect_min_size", "detect_every", "smoothing_window", "event_frame_ms"):
+                     "event_roi_scale", "denoise_dt_ms", "detect_min_size", "detect_every", "smoothing_window",
+                     "event_frame_ms"):
             positive(name)
         for name in ("window_stride", "event_width", "event_height", "tracker_max_missed", "threads"):
             if getattr(self, name) < 0:

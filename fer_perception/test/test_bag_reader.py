@@ -103,7 +103,8 @@ def test_missing_topic_and_wrong_type_list_contents(tmp_path: Path):
     path = tmp_path / "bag"
     write_bag(path, "mcap")
     with BagReader(path) as r:
-        with pytest.raises(BagError, match=r"'/nope'.*the bag contains: .*/dvs/events \[dv_ros2_msgs/msg/EventArray, 5 msgs\]"):
+        listing = r"'/nope'.*the bag contains: .*/dvs/events \[dv_ros2_msgs/msg/EventArray, 5 msgs\]"
+        with pytest.raises(BagError, match=listing):
             list(r.decoded("/nope"))
         with pytest.raises(BagError, match="expected one of"):
             list(r.decoded(None, ["/labels"]))

@@ -69,7 +69,8 @@ def test_label_csv_relative_absolute_canonical(tmp_path: Path):
 
 
 @pytest.mark.parametrize("text,match", [
-    ("0,1\n", "expected"), ("a,1,happy\n", "numbers"), ("2,1,happy\n", "greater"), ("start_s,end_s,label\n", "no label"),
+    ("0,1\n", "expected"), ("a,1,happy\n", "numbers"), ("2,1,happy\n", "greater"),
+    ("start_s,end_s,label\n", "no label"),
 ])
 def test_label_csv_errors(tmp_path: Path, text, match):
     p = tmp_path / "bad.csv"

@@ -24,7 +24,8 @@ EPILOG = """\
 examples:
   fer-perception sample -o out/sample
   fer-perception sample -o out/vga --sensor vga --identities 2 --storage mcap
-  fer-perception replay out/sample/sample_bag -o out/run && fer-perception evaluate out/run --labels out/sample/labels.csv
+  fer-perception replay out/sample/sample_bag -o out/run
+  fer-perception evaluate out/run --labels out/sample/labels.csv
 """
 
 
