@@ -95,7 +95,7 @@ class LayerStats:
     def count(self, name: str, spikes: torch.Tensor, steps: int) -> None:
         """Queue the spikes of ``spikes`` ((steps*B, C, H, W) or (steps*B, N)) for layer ``name``."""
         # float32 sums of 0/1 values are exact below 2**24 per face and layer
-        self._spikes.append((name, spikes.reshape(steps, self.batch, -1).sum(dim=(0, 2))))
+        self._spikes.append((name, spikes.reshape(steps, self.batch, -1).sum(dim=2).sum(dim=0)))
         self.neurons[name] = int(spikes[0].numel())
 
     def count_sums(self, name: str, sums: torch.Tensor, neurons: int) -> None:
@@ -105,7 +105,8 @@ class LayerStats:
 
     def input_sums(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         """(B, H*W): input values summed over steps and channels (what the fan-out map weighs)."""
-        return x.reshape(steps, self.batch, x.shape[1], -1).sum(dim=(0, 2)).float()
+        # sum(2).sum(0), not sum((0, 2)): the latter is ~20x slower on the CPU for B > 1 (strided reduction)
+        return x.reshape(steps, self.batch, x.shape[1], -1).sum(dim=2).sum(dim=0).float()
 
     def conv(self, name: str, sums: torch.Tensor, h: int, w: int, conv: "FusedConv") -> None:
         """Queue the SOPs of ``conv`` fed with inputs whose per-position sums are ``sums`` (B, H*W)."""
@@ -260,7 +261,7 @@ class FusedSpikingFER(nn.Module):
         for block in self.blocks:
             y = block.run(y, steps, state, stats)
         if stats is not None:
-            stats.dense("encoder.fc.0", y.reshape(steps, batch, -1).sum(dim=(0, 2)), self.hidden)
+            stats.dense("encoder.fc.0", y.reshape(steps, batch, -1).sum(dim=2).sum(dim=0), self.hidden)
         return y.mean(dim=(2, 3)).view(steps, batch, -1)
 
     def _readout(self, feature_sum: torch.Tensor, steps: int) -> torch.Tensor:
