@@ -297,8 +297,8 @@ def main(argv) -> int:
     print(f"{'case':72s} {'best ms':>9s} {'median ms':>10s}  note")
     for r in results:
         note = []
-        for key in ("speedup_best", "speedup_median", "speedup_cpu", "max_speedup_over_plain", "windows_per_s", "outputs_equal",
-                    "accepted", "same_argmax", "max_prob_diff", "status", "pass"):
+        for key in ("speedup_best", "speedup_median", "speedup_cpu", "max_speedup_over_plain", "windows_per_s",
+                    "outputs_equal", "accepted", "same_argmax", "max_prob_diff", "status", "pass"):
             if key in r and r[key] is not None:
                 v = r[key]
                 note.append(f"{key}={v:.3g}" if isinstance(v, float) else f"{key}={v}")

@@ -320,7 +320,9 @@ def load_checkpoint(path: PathLike, kind: Optional[str] = None, map_location: An
     return model, meta
 
 
-def save_checkpoint(path: PathLike, model, meta: Union[CheckpointMeta, Mapping[str, Any], None] = None) -> CheckpointMeta:
+def save_checkpoint(
+    path: PathLike, model, meta: Union[CheckpointMeta, Mapping[str, Any], None] = None
+) -> CheckpointMeta:
     """Save ``model`` and ``meta`` in our format (atomically); returns the meta written.
 
     ``meta`` may be a :class:`CheckpointMeta` or a dict of its fields; the model's own configuration (kind,

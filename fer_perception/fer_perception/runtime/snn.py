@@ -120,7 +120,8 @@ class SnnRunner:
             model = model_or_checkpoint
         else:
             raise ConfigError(
-                f"SnnRunner needs a SpikingFER/CNNBaseline or a checkpoint path, got {type(model_or_checkpoint).__name__}"
+                "SnnRunner needs a SpikingFER/CNNBaseline or a checkpoint path, "
+                f"got {type(model_or_checkpoint).__name__}"
             )
         self.config = model_config(model)
         if classes is None:
