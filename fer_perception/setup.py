@@ -38,7 +38,7 @@ setup(
         "setuptools",
         "numpy>=1.21",
         "opencv-python-headless>=4.5,<5",
-        "rosbags>=0.9.20",
+        "rosbags>=0.10",
         "torch>=1.13",
         "h5py>=3.0",
         "matplotlib>=3.5",

@@ -116,6 +116,9 @@ class Clock:
 
 
 def make_pipeline(**cfg_kw):
+    # event face regions equal the face boxes here (the default crop is scaled and shifted towards the nose)
+    cfg_kw.setdefault("event_roi_scale", 1.0)
+    cfg_kw.setdefault("event_roi_offset_y", 0.0)
     cfg = PipelineConfig(events_per_frame=100, timesteps=2, buffer_events=10_000, snn_checkpoint="",
                          expression_model="none", age_gender_checkpoint="", annotate=False, **cfg_kw)
     return Pipeline(

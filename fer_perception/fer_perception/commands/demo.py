@@ -29,9 +29,8 @@ examples:
 #: Pipeline settings of the demo. Faces are detected once, on the colour camera: those tracks feed the frame
 #: models and, mapped to the event sensor (scale mapping), route the events - so the APS frames are not needed
 #: (``event_faces_from="aps"`` uses them instead, at the cost of a second detection per timestamp). The event
-#: crop reproduces the FerDVS-style training crops of the demo weights: centred on the nose (0.14 of the Haar
-#: box height below its centre) with a side of 1.47 Haar box heights (measured on the synthetic faces: training
-#: crop = 1.27 x face height = 1.47 x Haar box height).
+#: crop is the pipeline's default (event_roi_scale 1.47, event_roi_offset_y 0.14): the FerDVS-style crop,
+#: centred on the nose, from Haar boxes.
 DEMO_SETTINGS = {
     "event_faces_from": "rgb",
     "frame_source": "rgb",
@@ -39,8 +38,6 @@ DEMO_SETTINGS = {
     "expression_model": "light",
     "expression_checkpoint": "demo",
     "age_gender_checkpoint": "demo",
-    "event_roi_scale": 1.47,
-    "event_roi_offset_y": 0.14,
     "tracker_min_hits": 1,
     # one torch thread: the demo SNN is small (64x64 input), and on a busy 2-core machine torch's second
     # thread mostly spins (measured: 120 ms instead of ~10 ms CPU per window under load)

@@ -160,6 +160,8 @@ PARAMETERS: Tuple[Param, ...] = (
     _pp("event_fallback_roi", "box", "Event region when no face is tracked.", "events"),
     _pp("event_roi_scale", "float", "Event crop side as a multiple of the face box's larger side.", "events",
         min=0.1, max=10.0),
+    _pp("event_roi_offset_y", "float", "Event crop centre shift, fraction of the face box height (down > 0).",
+        "events", min=-1.0, max=1.0),
     _pp("event_faces_from", "str", "Image source whose faces give the event windows.", "events",
         choices=("auto", "aps", "rgb", "none")),
     _pp("denoise", "bool", "Background-activity filter on the events.", "events"),
