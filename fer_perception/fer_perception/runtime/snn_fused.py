@@ -117,19 +117,38 @@ class LayerStats:
         self._dense.append((name, total_input, out_features))
 
     def finalize(self) -> "LayerStats":
-        """Reduce what was queued to numpy (one host copy per tensor); may be called again after more steps."""
+        """Reduce what was queued (on the device, one host copy in all); may be called again after more steps."""
+        if not (self._spikes or self._convs or self._dense):
+            return self
+        names, values = [], []
         for name, count in self._spikes:
-            self.spikes[name] = self.spikes.get(name, 0) + count.detach().cpu().double().numpy()
+            names.append(("spikes", name))
+            values.append(count.double())
         for name, sums, geometry, out_channels in self._convs:
-            fan = fanout_map(*geometry).ravel()
-            # elementwise, not ``@``: a BLAS call would wake numpy's BLAS threads, which then spin against
-            # torch's own threads (measured: +40 ms per window on 2 cores)
-            ops = (sums.detach().cpu().double().numpy() * fan).sum(axis=1) * out_channels
-            self.sops[name] = self.sops.get(name, 0) + ops
+            names.append(("sops", name))
+            # elementwise product and sum, not a matmul: on the CPU a BLAS call may wake numpy's or torch's
+            # BLAS threads, which then spin against the convolution threads
+            values.append((sums.double() * _fan_tensor(geometry, sums.device)).sum(dim=1) * out_channels)
         for name, total, out_features in self._dense:
-            self.sops[name] = self.sops.get(name, 0) + total.detach().cpu().double().numpy() * out_features
+            names.append(("sops", name))
+            values.append(total.double() * out_features)
+        host = torch.stack(values).cpu().numpy()
+        for (kind, name), row in zip(names, host):
+            target = self.spikes if kind == "spikes" else self.sops
+            target[name] = target.get(name, 0) + row
         self._spikes, self._convs, self._dense = [], [], []
         return self
+
+
+_FAN_TENSORS: Dict[Tuple[Tuple[int, int, int, int, int], str], torch.Tensor] = {}
+
+
+def _fan_tensor(geometry: Tuple[int, int, int, int, int], device: torch.device) -> torch.Tensor:
+    """:func:`fanout_map` of ``geometry`` (h, w, k, s, p), flattened, float64, cached per device."""
+    key = (geometry, str(device))
+    if key not in _FAN_TENSORS:
+        _FAN_TENSORS[key] = torch.as_tensor(fanout_map(*geometry).ravel(), dtype=torch.float64, device=device)
+    return _FAN_TENSORS[key]
 
 
 class FusedConv(nn.Module):
