@@ -264,6 +264,22 @@ def _strided(data, dtype: str, offset: int, count: int, stride: int = 16) -> np.
     return np.ndarray(shape=(count,), dtype=dtype, buffer=data, offset=offset, strides=(stride,))
 
 
+_EVENT_RECORDS: dict = {}
+
+
+def _event_record(endian: str) -> np.dtype:
+    """The 15 bytes of an event k >= 1 from 2 bytes before its x field: x, y, (pad), sec, nanosec, polarity."""
+    dt = _EVENT_RECORDS.get(endian)
+    if dt is None:
+        dt = _EVENT_RECORDS[endian] = np.dtype({
+            "names": ["x", "y", "sec", "nsec", "p"],
+            "formats": [endian + "u2", endian + "u2", endian + "i4", endian + "u4", "u1"],
+            "offsets": [0, 2, 6, 10, 14],
+            "itemsize": 15,
+        })
+    return dt
+
+
 def decode_event_array(data, *, strict_order: bool = True, check_sensor_bounds: bool = True) -> EventBatch:
     """Decode the CDR bytes of a dv_ros2_msgs / dvs_msgs / prophesee_event_msgs ``EventArray``.
 
@@ -289,18 +305,16 @@ def decode_event_array(data, *, strict_order: bool = True, check_sensor_bounds: 
         )
     buf = cur.data
     e = cur.prefix
-    sec = _strided(buf, e + "i4", s + 4, n)
-    nsec = _strided(buf, e + "u4", s + 8, n)
-    t = sec.astype(np.int64)
+    # One strided record view over all events, starting 2 bytes before event 0 so that sec / nanosec /
+    # polarity sit at the same record offsets for every event; x / y of event 0 are the exception (read below).
+    rec = np.ndarray(shape=(n,), dtype=_event_record(e), buffer=buf, offset=s - 2, strides=(16,))
+    t = rec["sec"].astype(np.int64)
     t *= _NS
-    t += nsec
-    p = (_strided(buf, "u1", s + 12, n) != 0).view(np.uint8)
-    x = np.empty(n, np.uint16)
-    y = np.empty(n, np.uint16)
+    t += rec["nsec"]
+    p = (rec["p"] != 0).view(np.uint8)
+    x = rec["x"].astype(np.uint16)
+    y = rec["y"].astype(np.uint16)
     x[0], y[0] = struct.unpack_from(e + "HH", buf, s)
-    if n > 1:
-        x[1:] = _strided(buf, e + "u2", s + 14, n - 1)
-        y[1:] = _strided(buf, e + "u2", s + 16, n - 1)
     if check_sensor_bounds:
         check_bounds(x, y, width, height, "EventArray")
     if strict_order:
