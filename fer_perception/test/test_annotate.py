@@ -68,7 +68,8 @@ def test_bars_show_each_class_with_the_winner_longest():
     # the panel is shaded: darker than the grey background on average
     assert panel.mean() < GREY
     # no bars without probabilities
-    plain = annotate_frame(frame(), [FaceAnnotation((150, 150, 120, 120), "face_1", {"label": "happy", "confidence": 0.8})])
+    plain = annotate_frame(frame(), [FaceAnnotation((150, 150, 120, 120), "face_1",
+                                                    {"label": "happy", "confidence": 0.8})])
     assert count_colour(plain[150:270, 276:500], EXPRESSION_COLORS["happy"]) == 0
 
 
@@ -82,7 +83,8 @@ def test_label_from_probabilities_and_colour_follows_the_winner():
     out = annotate_frame(frame(), [{"box": (100, 100, 100, 100), "face_id": "face_7", "emotion": anger}], bars=False)
     np.testing.assert_array_equal(out[150, 100], EXPRESSION_COLORS["angry"])
     with pytest.raises(ConfigError, match="6 labels but 2 probabilities"):
-        annotate_frame(frame(), [{"box": (1, 1, 5, 5), "emotion": {"labels": list(FERDVS_CLASSES), "probabilities": [1, 0]}}])
+        annotate_frame(frame(), [{"box": (1, 1, 5, 5),
+                                  "emotion": {"labels": list(FERDVS_CLASSES), "probabilities": [1, 0]}}])
 
 
 def test_demographics_and_event_lines_below_the_box():
@@ -152,7 +154,8 @@ def test_annotate_events_from_a_batch():
 
 def test_annotate_events_from_an_image_and_errors():
     img = np.zeros((240, 320), np.uint8)
-    out = annotate_events(img, [{"box": (10, 10, 50, 50), "face_id": "face_1", "emotion": {"label": "surprise", "confidence": 0.5}}])
+    out = annotate_events(img, [{"box": (10, 10, 50, 50), "face_id": "face_1",
+                                 "emotion": {"label": "surprise", "confidence": 0.5}}])
     assert out.shape == (480, 640, 3)
     np.testing.assert_array_equal(out[60, 20], EXPRESSION_COLORS["surprise"])
     with pytest.raises(ConfigError, match="sensor size"):

@@ -43,8 +43,11 @@ def test_background_activity_adds_20_percent_uniform_sorted():
     assert np.all(np.diff(out["t"]) >= 0)
     assert out["t"].min() >= ev["t"].min() and out["t"].max() <= ev["t"].max()
     assert out["x"].max() < 200 and out["y"].max() < 200 and out["x"].min() >= 0
+
     # the originals are all still there
-    key = lambda e: np.sort(e["t"] * 10**8 + e["x"].astype(np.int64) * 10**5 + e["y"].astype(np.int64) * 10 + e["p"])
+    def key(e):
+        return np.sort(e["t"] * 10**8 + e["x"].astype(np.int64) * 10**5 + e["y"].astype(np.int64) * 10 + e["p"])
+
     orig = key(ev)
     merged = key(out)
     assert np.isin(orig, merged).all()
@@ -165,7 +168,8 @@ def test_augmenter_seeded_and_ordered():
     assert aug.apply_frames(frames, np.random.default_rng(0), 128).shape == (6, 2, 128, 128)
     plain = A.Augmenter("flip", SENSOR)
     assert not plain.needs_full_resolution
-    assert plain.apply_frames(np.zeros((6, 2, 200, 200), np.float32), np.random.default_rng(0)).shape == (6, 2, 128, 128)
+    framed = plain.apply_frames(np.zeros((6, 2, 200, 200), np.float32), np.random.default_rng(0))
+    assert framed.shape == (6, 2, 128, 128)
 
 
 def test_augmenter_probabilities():

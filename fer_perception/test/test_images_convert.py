@@ -138,7 +138,8 @@ def test_odd_width_yuv_rejected():
         image_from_ros("yuyv", 1, 3, 6, bytes(6))
 
 
-@pytest.mark.parametrize("container", [bytes, bytearray, lambda b: array.array("B", b), lambda b: np.frombuffer(b, np.uint8), list])
+@pytest.mark.parametrize("container", [bytes, bytearray, lambda b: array.array("B", b),
+                                       lambda b: np.frombuffer(b, np.uint8), list])
 def test_data_containers(container):
     raw = RGB.tobytes()
     out = image_from_ros("rgb8", 2, 3, 9, container(raw))

@@ -13,7 +13,8 @@ pytest.importorskip("lightning")
 pytest.importorskip("spikingjelly")
 
 from fer_perception import cli  # noqa: E402
-from fer_perception.data.ferdvs import FerDVSConfig, FerDVSDataset, FoldEntry, make_events, write_events, write_folds  # noqa: E402
+from fer_perception.data.ferdvs import (  # noqa: E402
+    FerDVSConfig, FerDVSDataset, FoldEntry, make_events, write_events, write_folds)
 from fer_perception.errors import ConfigError  # noqa: E402
 from fer_perception.train import common  # noqa: E402
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Union
 
 from fer_perception.errors import BagError
 from fer_perception.msgdefs import get_typestore

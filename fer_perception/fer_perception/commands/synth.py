@@ -63,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     "evaluate on clips from an unseen seed, write the weights and their JSON card."),
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     d.add_argument("--work", default="out/demo_train", help="working folder (dataset, logs) [out/demo_train]")
-    d.add_argument("--weights", default=None, help=f"where to write the .pt (and .json card) [package weights/{DEMO_NAME}.pt]")
+    d.add_argument("--weights", default=None,
+                   help=f"where to write the .pt (and .json card) [package weights/{DEMO_NAME}.pt]")
     d.add_argument("--subjects", type=int, default=120, help="training identities [120]")
     d.add_argument("--clips-per-class", type=int, default=2, help="clips per expression per subject [2]")
     d.add_argument("--seed", type=int, default=0, help="dataset and training seed [0]")
@@ -105,7 +106,8 @@ def run_events(args: argparse.Namespace) -> int:
 
     res = write_synthetic_ferdvs(
         args.out, args.dataset, n_subjects=args.subjects, clips_per_class=args.clips_per_class, seed=args.seed,
-        face_config=SyntheticFaceConfig.ferdvs(n_frames=args.frames), emulator_config=EmulatorConfig.preset(args.preset),
+        face_config=SyntheticFaceConfig.ferdvs(n_frames=args.frames),
+        emulator_config=EmulatorConfig.preset(args.preset),
         overwrite=args.overwrite, progress=_progress("rendering and emulating"),
     )
     n_ev = [r[3] for r in res.rows]

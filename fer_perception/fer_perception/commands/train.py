@@ -40,7 +40,8 @@ def discover() -> List[Tuple[str, object]]:
         except ImportError as exc:  # a training module whose optional dependency is missing
             log.debug("skipping training module %s: %s", info.name, exc)
             continue
-        names = getattr(mod, "TRAIN_NAMES", None) or ((getattr(mod, "TRAIN_NAME"),) if hasattr(mod, "TRAIN_NAME") else ())
+        names = getattr(mod, "TRAIN_NAMES", None) or (
+            (getattr(mod, "TRAIN_NAME"),) if hasattr(mod, "TRAIN_NAME") else ())
         if not names or not hasattr(mod, "run") or not hasattr(mod, "add_arguments"):
             continue
         for name in names:

@@ -46,7 +46,8 @@ def parse_edas(spec: Union[str, Iterable[str], None]) -> Tuple[str, ...]:
         return AUGMENTATIONS
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
-        raise ConfigError(f"unknown augmentation(s) {', '.join(unknown)} in --edas; choose from {', '.join(AUGMENTATIONS)}")
+        raise ConfigError(f"unknown augmentation(s) {', '.join(unknown)} in --edas; "
+                          f"choose from {', '.join(AUGMENTATIONS)}")
     return tuple(n for n in AUGMENTATIONS if n in names)
 
 

@@ -55,10 +55,14 @@ def generate_clips(
     return clips
 
 
-def clips_to_inputs(clips: Sequence[SyntheticEventClip], config: Optional[FerDVSConfig] = None) -> Tuple[np.ndarray, np.ndarray]:
+def clips_to_inputs(clips: Sequence[SyntheticEventClip],
+                    config: Optional[FerDVSConfig] = None) -> Tuple[np.ndarray, np.ndarray]:
     """``(frames (N, T, 2, S, S) float32, labels (N,) int64)`` with the Spiking-FER representation."""
     cfg = config or FerDVSConfig()
-    x = np.stack([events_to_input(c.events, cfg) for c in clips]) if clips else np.zeros((0,) + (cfg.timesteps, 2, cfg.size, cfg.size), np.float32)
+    if clips:
+        x = np.stack([events_to_input(c.events, cfg) for c in clips])
+    else:
+        x = np.zeros((0,) + (cfg.timesteps, 2, cfg.size, cfg.size), np.float32)
     y = np.array([c.label for c in clips], np.int64)
     return x, y
 

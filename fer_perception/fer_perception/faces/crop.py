@@ -155,7 +155,8 @@ def crop_face(
         if sub.shape[1] == ow and sub.shape[0] == oh:
             return np.ascontiguousarray(sub).copy()
         shrink = sub.shape[1] > ow or sub.shape[0] > oh
-        return cv2.resize(np.ascontiguousarray(sub), (ow, oh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return cv2.resize(np.ascontiguousarray(sub), (ow, oh),
+                          interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return _rotated_crop(img, region, angle, ow, oh, mode, int(border_value))
 
 

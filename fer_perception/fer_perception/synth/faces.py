@@ -128,9 +128,11 @@ class SyntheticFaceConfig:
             raise ConfigError(f"SyntheticFaceConfig: fps must be > 0, got {self.fps}")
         lo, hi = self.face_size
         if not (0.05 <= lo <= hi <= 1.5):
-            raise ConfigError(f"SyntheticFaceConfig: face_size must satisfy 0.05 <= min <= max <= 1.5, got {self.face_size}")
+            raise ConfigError("SyntheticFaceConfig: face_size must satisfy 0.05 <= min <= max <= 1.5, "
+                              f"got {self.face_size}")
         if not (0.0 <= self.onset < self.apex <= 1.0):
-            raise ConfigError(f"SyntheticFaceConfig: need 0 <= onset < apex <= 1, got onset={self.onset} apex={self.apex}")
+            raise ConfigError("SyntheticFaceConfig: need 0 <= onset < apex <= 1, "
+                              f"got onset={self.onset} apex={self.apex}")
 
     @classmethod
     def ferdvs(cls, **overrides) -> "SyntheticFaceConfig":
@@ -363,7 +365,6 @@ def _draw_face(p: _Painter, ident: Identity, au: Dict[str, float], blink: float)
     p.fill(_ellipse(0.0, -0.06, 0.74, fy * 0.82, 64), skin)
     # fringe
     if ident.hair_style != 1:
-        top = -fy
         fringe = np.concatenate([
             _ellipse(0.0, 0.0, 1.0, fy, 30, math.pi * 1.05, math.pi * 1.95),
             _quad_curve(0.93, -0.93, -0.62 * fy, -0.78 * fy - 0.05 * ident.hair_style, -0.62 * fy, 20),

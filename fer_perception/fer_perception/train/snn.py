@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from fer_perception.errors import ConfigError
 from fer_perception.labels import FERDVS_CLASSES
@@ -108,9 +108,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"augmentations, comma-separated, applied in the official order: {','.join(AUGMENTATIONS)}; "
                         "'all' for the six, '' for none [none]")
     d.add_argument("--timecode-rows", type=int, default=None,
-                   help="drop events in this many bottom rows (default: 15 on CKPlusDVS, its burned-in timecode; 0 elsewhere)")
+                   help="drop events in this many bottom rows "
+                        "(default: 15 on CKPlusDVS, its burned-in timecode; 0 elsewhere)")
     m = p.add_argument_group("model and optimiser")
-    m.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1.0 = the paper's 11.4 M parameters) [1.0]")
+    m.add_argument("--width", type=float, default=1.0,
+                   help="channel width multiplier (1.0 = the paper's 11.4 M parameters) [1.0]")
     m.add_argument("--timesteps", type=int, default=6, help="T, frames per sample [6]")
     m.add_argument("--events-per-frame", type=int, default=2500, help="events per frame [2500]")
     m.add_argument("--size", type=int, default=128, help="input side in pixels after the nearest resize [128]")
@@ -129,7 +131,8 @@ def config_from_args(args: argparse.Namespace, kind: str) -> SnnTrainConfig:
         root=str(args.root), trainer=TrainerOptions.from_args(args), kind=kind, dataset=args.dataset,
         fold=int(args.fold), split=args.split, n_folds=int(args.n_folds), split_seed=int(args.split_seed),
         edas=parse_edas(args.edas), width=float(args.width), timesteps=int(args.timesteps),
-        events_per_frame=int(args.events_per_frame), size=int(args.size), learning_rate=float(args.lr), momentum=float(args.momentum),
+        events_per_frame=int(args.events_per_frame), size=int(args.size), learning_rate=float(args.lr),
+        momentum=float(args.momentum),
         weight_decay=float(args.weight_decay), optimizer=args.optimizer, timecode_rows=args.timecode_rows,
     )
     cfg.validate()
@@ -236,7 +239,8 @@ def train(cfg: SnnTrainConfig) -> Dict[str, Any]:
     if cfg.split == "official" and split.shared_subjects:
         log.warning("official fold %d: %d subject(s) have sequences in both train and test; the accuracy is not "
                     "subject-independent (use --split subject for that)", cfg.fold, len(split.shared_subjects))
-    (out / "split.json").write_text(json.dumps({"dataset": cfg.dataset, "root": str(cfg.root), **split_info}, indent=2) + "\n")
+    split_doc = {"dataset": cfg.dataset, "root": str(cfg.root), **split_info}
+    (out / "split.json").write_text(json.dumps(split_doc, indent=2) + "\n")
     log.info("%s: %d training and %d test sequences (%s split, fold %d)", cfg.dataset, len(train_ds), len(test_ds),
              cfg.split, cfg.fold)
 
