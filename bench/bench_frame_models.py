@@ -1,16 +1,18 @@
 """Benchmark: frame-path models per face - DAN (onnxruntime vs torch), the light CNN, age/gender.
 
-CPU, 2 threads (torch.set_num_threads(2), onnxruntime intra-op 2 without spinning, so that idle
-onnxruntime workers do not steal the cores from the interleaved torch runs), one face: the end-to-end latency of
+CPU, 2 threads (torch.set_num_threads(2), onnxruntime intra-op 2 with its default spinning), one face: the
+end-to-end latency of
 ``ExpressionModel.predict`` / ``AgeGenderModel.predict`` on a 128x128 RGB crop (preprocessing included), for
 each model and backend, plus DAN per face at batch 8. Targets: DAN via onnxruntime <= 20 ms per face on CPU;
 every model <= 5 ms per face on a GPU (measured only when CUDA exists; otherwise "not measured").
 
 DAN uses the official architecture (19.7 M parameters, 224x224) with random weights and trained-like
 BatchNorm statistics - the speed does not depend on the values. The light and age/gender models are the
-synthetic demo weights when present, else random ones of the same configuration. Runs are interleaved
-(torch, onnx, torch, ...) so load from other processes hits all alike; best and median wall times are
-reported, pass uses the best run (the machine is shared). Writes bench/results/frame_models.json.
+synthetic demo weights when present, else random ones of the same configuration. Each model and backend is
+measured in its own phase (a pause, warm-up runs, then the timed repeats): interleaving torch and onnxruntime
+calls made each slow the other, since torch's OpenMP workers keep spinning for a while after a call and
+onnxruntime's do the same, so the two pools fought over the 2 cores. Best and median wall times are reported,
+pass uses the best run (the machine is shared). Writes bench/results/frame_models.json.
 
 Usage: .venv/bin/python bench/bench_frame_models.py [--repeats N]
 """
@@ -25,6 +27,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -94,19 +97,29 @@ def checkpoints(tmp: str) -> dict:
     return paths
 
 
-def interleaved(fns: dict, reps: int, sync=None) -> dict:
-    for fn in fns.values():
-        fn()
-        fn()
-    walls = {k: [] for k in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
+def phased(fns: Dict[str, Callable[[], object]], reps: int, sync: Optional[Callable[[], None]] = None,
+           warmup: int = 5, settle_s: float = 0.3) -> Dict[str, dict]:
+    """Time each callable in its own phase: pause, ``warmup`` untimed calls, then ``reps`` timed ones.
+
+    The pause lets the thread pools of the previous phase (torch's OpenMP workers spin for a while after a
+    call, onnxruntime's likewise) go idle before the next backend runs, so no phase pays for another's pool.
+    """
+    out = {}
+    for name, fn in fns.items():
+        time.sleep(settle_s)
+        for _ in range(warmup):
+            fn()
+        if sync:
+            sync()
+        walls = []
+        for _ in range(reps):
             t0 = time.perf_counter()
             fn()
             if sync:
                 sync()
-            walls[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: {"best_ms": min(v), "median_ms": statistics.median(v), "reps": reps} for k, v in walls.items()}
+            walls.append((time.perf_counter() - t0) * 1e3)
+        out[name] = {"best_ms": min(walls), "median_ms": statistics.median(walls), "reps": reps}
+    return out
 
 
 def main() -> int:
@@ -129,17 +142,17 @@ def main() -> int:
             "agegender torch": AgeGenderModel(paths["agegender"], backend="torch", device="cpu"),
             "agegender onnxruntime": AgeGenderModel(paths["agegender"], backend="onnx", device="cpu"),
         }
-        for m in models.values():  # onnxruntime sessions: 2 intra-op threads like torch
+        for m in models.values():  # onnxruntime sessions: 2 intra-op threads like torch, spinning (own phase)
             if m._onnx is not None:  # noqa: SLF001 - benchmark reaches into the session on purpose
                 from fer_perception.runtime.onnx_backend import OnnxModel
 
-                m._onnx = OnnxModel(m._onnx.path, device="cpu", threads=THREADS, spin=False)  # noqa: SLF001
+                m._onnx = OnnxModel(m._onnx.path, device="cpu", threads=THREADS, spin=True)  # noqa: SLF001
         agree = float(np.abs(models["dan torch"].predict([face]) - models["dan onnxruntime"].predict([face])).max())
-        timings = interleaved({k: (lambda m=m: m.predict([face])) for k, m in models.items()}, args.repeats)
+        timings = phased({k: (lambda m=m: m.predict([face])) for k, m in models.items()}, args.repeats)
         pre = models["dan torch"].preprocess
-        timings.update(interleaved({"dan preprocessing only": lambda: pre([face])}, args.repeats))
-        b8 = interleaved({"dan onnxruntime batch 8": lambda: models["dan onnxruntime"].predict(faces8)},
-                         max(3, args.repeats // 3))
+        timings.update(phased({"dan preprocessing only": lambda: pre([face])}, args.repeats))
+        b8 = phased({"dan onnxruntime batch 8": lambda: models["dan onnxruntime"].predict(faces8)},
+                    max(3, args.repeats // 3), warmup=2)
         for k, v in timings.items():
             row = {"name": f"cpu 1 face, {k}", **v, "per_face_best_ms": v["best_ms"]}
             if k == "dan onnxruntime":
@@ -151,7 +164,7 @@ def main() -> int:
         if torch.cuda.is_available():
             gpu = {k: ExpressionModel(k, paths[k], backend="torch", device="cuda") for k in ("dan", "light")}
             gpu["agegender"] = AgeGenderModel(paths["agegender"], backend="torch", device="cuda")
-            gt = interleaved({k: (lambda m=m: m.predict([face])) for k, m in gpu.items()}, args.repeats,
+            gt = phased({k: (lambda m=m: m.predict([face])) for k, m in gpu.items()}, args.repeats,
                              sync=torch.cuda.synchronize)
             for k, v in gt.items():
                 results.append({"name": f"cuda 1 face, {k} torch", **v, "per_face_best_ms": v["best_ms"],
@@ -165,7 +178,8 @@ def main() -> int:
             r["pass"] = bool(r.pop("pass_"))
     report = {
         "benchmark": "frame_models", "machine": info,
-        "method": "wall-clock of predict() on one 128x128 RGB face (preprocessing included), backends interleaved, "
+        "method": "wall-clock of predict() on one 128x128 RGB face (preprocessing included), each model and "
+                  "backend in its own phase (pause, warm-up, repeats), "
                   f"{THREADS} CPU threads; best and median; pass uses the best run",
         "targets": {"dan_onnxruntime_cpu_ms_per_face": TARGET_DAN_ONNX_CPU_MS,
                     "gpu_ms_per_face_all_models": TARGET_GPU_MS},

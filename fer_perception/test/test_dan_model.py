@@ -204,3 +204,53 @@ def test_backbone_weights_map_into_dan_features(tmp_path):
     torch.save(bad, path)
     with pytest.raises(CheckpointError, match="6.1.conv1.weight"):
         load_backbone_weights(dan, str(path))
+
+
+def _trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm non-trivial affine parameters and running statistics (what fusion has to fold)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+def test_fused_spatial_attention_equals_the_three_branches():
+    from fer_perception.models.dan import FusedSpatialAttention, SpatialAttention
+
+    torch.manual_seed(0)
+    sa = _trained_like(SpatialAttention())
+    fused = FusedSpatialAttention.from_spatial_attention(sa)
+    x = torch.randn(3, 512, 7, 7)
+    with torch.no_grad():
+        ref, got = sa(x), fused(x)
+    # equal up to float32 rounding: within 1e-5 of the output's scale (summation order differs)
+    assert (ref - got).abs().max() < 1e-5 * ref.abs().max()
+    assert len(list(fused.modules())) == 4  # 1x1 conv, one 3x3 conv, ReLU: no BatchNorm left
+
+
+def test_fuse_for_inference_keeps_outputs_and_leaves_the_model_alone():
+    from fer_perception.models.dan import FusedSpatialAttention, fuse_for_inference
+
+    torch.manual_seed(0)
+    m = _trained_like(DAN(num_class=8, num_head=4))
+    with torch.no_grad():
+        m.fc.weight.mul_(0.0002)  # logits of order 1-10
+    keys = {k: v.clone() for k, v in m.state_dict().items()}
+    fused = fuse_for_inference(m)
+    assert all(isinstance(getattr(fused, f"cat_head{i}").sa, FusedSpatialAttention) for i in range(4))
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        ref, got = m(x), fused(x)
+    for r, g in zip(ref, got):  # logits, feature map, heads: within 1e-5 of each output's scale
+        assert (r - g).abs().max() < 1e-5 * max(1.0, float(r.abs().max()))
+    assert ref[0].abs().max() < 10 and (ref[0] - got[0]).abs().max() < 1e-5
+    # the training model and its official state_dict layout are untouched
+    assert list(m.state_dict()) == list(keys) and all(torch.equal(m.state_dict()[k], v) for k, v in keys.items())
+    assert isinstance(m.cat_head0.sa.conv_1x3, torch.nn.Sequential)
+    result = DAN(num_class=8, num_head=4).load_state_dict(m.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys

@@ -241,3 +241,32 @@ def test_auto_backend_uses_cached_onnx_on_cpu_and_matches_torch(tmp_path):
     np.testing.assert_allclose(auto.predict(faces), torch_model.predict(faces), atol=1e-5)
     assert auto.labels == torch_model.labels == CLASSES
     assert auto.name == "light:light.pt"
+
+
+def test_onnx_cache_key_includes_the_export_version(tmp_path, monkeypatch):
+    """A change of what gets exported (e.g. DAN's fused attention) must not reuse stale cached files."""
+    from fer_perception.runtime import frame_models as fm
+
+    path, _ = _light_ckpt(tmp_path)
+    first, _ = fm.cached_onnx("light", str(path))
+    monkeypatch.setattr(fm, "ONNX_EXPORT_VERSION", fm.ONNX_EXPORT_VERSION + 1)
+    second, _ = fm.cached_onnx("light", str(path))
+    assert first != second
+
+
+def test_dan_onnx_export_uses_the_fused_attention(tmp_path):
+    import onnx
+
+    from fer_perception.models.dan import DAN
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "rafdb_small.pth"
+    torch.save({"iter": 0, "model_state_dict": DAN(7, num_head=2).eval().state_dict(), "optimizer_state_dict": {}},
+               ckpt)
+    from fer_perception.runtime import frame_models as fm
+
+    loaded = fm.load_torch_model("dan", str(ckpt))
+    assert hasattr(loaded.module.dan.cat_head0.sa, "conv_1x3")  # the torch backend keeps the official model
+    onnx_path, _ = fm.cached_onnx("dan", str(ckpt))
+    convs = [n for n in onnx.load(onnx_path).graph.node if n.op_type == "Conv"]
+    assert len(convs) == 20 + 2 * 2  # ResNet-18 trunk + (1x1, fused 3x3) per head; unfused would be 20 + 2 * 4

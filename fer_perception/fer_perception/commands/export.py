@@ -45,7 +45,7 @@ def export_frame_model(kind: str, checkpoint, output: str, classes=None, opset: 
 
     loaded = load_torch_model(kind, checkpoint, classes)
     p = loaded.preprocess
-    export_onnx(loaded.module, (1, p.channels, p.size, p.size), output, output_names=loaded.output_names,
+    export_onnx(loaded.export_module(), (1, p.channels, p.size, p.size), output, output_names=loaded.output_names,
                 metadata=loaded.onnx_metadata(), opset=opset)
     return loaded
 

@@ -15,10 +15,16 @@ official one: RGB, resize to 224x224 with Pillow's bilinear filter (torchvision 
 images), [0, 1], ImageNet mean/std (:data:`DAN_PREPROCESS`).
 
 The training losses (:class:`AffinityLoss`, :class:`PartitionLoss`) are added to cross-entropy with weight 1.
+
+:func:`fuse_for_inference` returns an eval-only copy with the same maths and a cheaper graph (RepVGG-style
+re-parameterisation): in each spatial attention the BatchNorms are folded into their convs and the 3x3, 1x3 and
+3x1 branches become one 3x3 conv. The training model and its state_dict keys are left as they are; the ONNX
+export for the runtime uses the fused copy.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -63,6 +69,49 @@ class SpatialAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv1x1(x)
         y = self.relu(self.conv_3x3(y) + self.conv_1x3(y) + self.conv_3x1(y))
+        return x * y.sum(dim=1, keepdim=True)
+
+
+def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(weight, bias)`` of the conv that equals ``bn(conv(x))`` in eval mode, computed in float64."""
+    w = conv.weight.detach().double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+    return w * scale[:, None, None, None], bn.bias.detach().double() + (b - bn.running_mean.detach().double()) * scale
+
+
+class FusedSpatialAttention(nn.Module):
+    """Inference form of :class:`SpatialAttention`: 1x1 conv (BN folded), one 3x3 conv (three branches folded).
+
+    Equal to the source module in eval mode (up to float rounding); built by :meth:`from_spatial_attention`.
+    """
+
+    def __init__(self, channels: int = 512, reduced: int = 256):
+        super().__init__()
+        self.conv1x1 = nn.Conv2d(channels, reduced, kernel_size=1)
+        self.conv = nn.Conv2d(reduced, channels, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    @classmethod
+    def from_spatial_attention(cls, sa: SpatialAttention) -> "FusedSpatialAttention":
+        """Fold ``sa``'s BatchNorms (running statistics) and sum its zero-padded 3x3, 1x3 and 3x1 kernels."""
+        reduce_conv = sa.conv1x1[0]
+        out = cls(reduce_conv.in_channels, reduce_conv.out_channels)
+        w1, b1 = _fold_conv_bn(sa.conv1x1[0], sa.conv1x1[1])
+        w33, b33 = _fold_conv_bn(sa.conv_3x3[0], sa.conv_3x3[1])
+        w13, b13 = _fold_conv_bn(sa.conv_1x3[0], sa.conv_1x3[1])
+        w31, b31 = _fold_conv_bn(sa.conv_3x1[0], sa.conv_3x1[1])
+        # a 1x3 kernel with padding (0, 1) is a 3x3 kernel with zero top/bottom rows and padding 1; same for 3x1
+        w = w33 + F.pad(w13, (0, 0, 1, 1)) + F.pad(w31, (1, 1, 0, 0))
+        with torch.no_grad():
+            out.conv1x1.weight.copy_(w1.to(reduce_conv.weight.dtype))
+            out.conv1x1.bias.copy_(b1.to(reduce_conv.weight.dtype))
+            out.conv.weight.copy_(w.to(reduce_conv.weight.dtype))
+            out.conv.bias.copy_((b33 + b13 + b31).to(reduce_conv.weight.dtype))
+        return out.to(reduce_conv.weight.device).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.conv(self.conv1x1(x)))
         return x * y.sum(dim=1, keepdim=True)
 
 
@@ -129,6 +178,20 @@ class DAN(nn.Module):
             heads = F.log_softmax(heads, dim=1)
         logits = self.bn(self.fc(heads.sum(dim=1)))
         return logits, feats, heads
+
+
+def fuse_for_inference(model: DAN) -> DAN:
+    """An eval-mode copy of ``model`` whose spatial attentions are :class:`FusedSpatialAttention` (same maths).
+
+    ``model`` itself is not modified (its state_dict keeps the official layout). The copy is for inference and
+    export only: its BatchNorm statistics are frozen into conv weights, so it must not be trained.
+    """
+    fused = copy.deepcopy(model).eval()
+    for i in range(fused.num_head):
+        head = getattr(fused, f"cat_head{i}")
+        if isinstance(head.sa, SpatialAttention):
+            head.sa = FusedSpatialAttention.from_spatial_attention(head.sa)
+    return fused
 
 
 class DANLogits(nn.Module):

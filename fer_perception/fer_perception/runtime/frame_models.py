@@ -12,7 +12,9 @@ written by ``fer-perception export`` (they carry labels and preprocessing in the
 Backends: ``"torch"``, ``"onnx"`` (onnxruntime) or ``"auto"`` (the default): torch on CUDA, onnxruntime on
 the CPU, where it is several times faster per face (bench/bench_frame_models.py). A torch checkpoint used with
 onnxruntime is exported once and cached (``$FER_PERCEPTION_CACHE`` or ``~/.cache/fer_perception/onnx``, keyed
-by the file's sha256); both backends agree within 1e-4.
+by the file's sha256 and :data:`ONNX_EXPORT_VERSION`); both backends agree within 1e-4. The export uses
+:meth:`LoadedModel.export_module`: for DAN an inference-only copy with its attention branches re-parameterised
+into single convs (:func:`fer_perception.models.dan.fuse_for_inference`, same maths, cheaper graph).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import numpy as np
 from fer_perception.errors import CheckpointError, ConfigError, ImageError
 
 KINDS = ("light", "dan", "agegender")
+#: Part of the ONNX cache key: bump when what :meth:`LoadedModel.export_module` exports changes
+#: (2: DAN spatial-attention branches fused), so stale cached exports are not reused.
+ONNX_EXPORT_VERSION = 2
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 DEMO_WEIGHTS = {
     "light": os.path.join(WEIGHTS_DIR, "light_fer_synthetic_demo.pt"),
@@ -165,6 +170,14 @@ class LoadedModel:
     def output_names(self) -> Tuple[str, ...]:
         return OUTPUT_NAMES[self.kind]
 
+    def export_module(self) -> Any:
+        """The module to export to ONNX: same outputs as :attr:`module`; for DAN an eval-only fused copy."""
+        if self.kind == "dan":
+            from fer_perception.models.dan import DANLogits, fuse_for_inference
+
+            return DANLogits(fuse_for_inference(self.module.dan)).eval()
+        return self.module
+
     def onnx_metadata(self) -> Dict[str, Any]:
         return {"fer_perception_kind": self.kind, "classes": list(self.classes),
                 "preprocess": self.preprocess.to_dict(), "config": self.config, "meta": self.meta}
@@ -263,7 +276,7 @@ def cached_onnx(kind: str, checkpoint: Optional[str], classes: Any = None) -> Tu
                 h.update(chunk)
     except OSError as exc:
         raise CheckpointError(f"checkpoint file not found or unreadable: {src} ({exc})") from exc
-    h.update(repr((kind, classes, torch.__version__, 1)).encode())
+    h.update(repr((kind, classes, torch.__version__, ONNX_EXPORT_VERSION)).encode())
     name = f"{kind}-{h.hexdigest()[:20]}.onnx"
     tmpdir = None
     cache = onnx_cache_dir()
@@ -279,7 +292,7 @@ def cached_onnx(kind: str, checkpoint: Optional[str], classes: Any = None) -> Tu
     p = loaded.preprocess
     partial = os.path.join(cache, f".{name}.{os.getpid()}.partial")
     try:
-        export_onnx(loaded.module, (1, p.channels, p.size, p.size), partial, output_names=loaded.output_names,
+        export_onnx(loaded.export_module(), (1, p.channels, p.size, p.size), partial, output_names=loaded.output_names,
                     metadata=loaded.onnx_metadata())
         os.replace(partial, path)
     finally:
