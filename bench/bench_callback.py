@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _machine import describe_machine
 from fer_perception.events.batch import EventBatch
 from fer_perception.events.cdr import encode_event_array
 from fer_perception.pipeline import Pipeline, PipelineConfig
@@ -39,14 +39,7 @@ OUT = Path(__file__).resolve().parent / "results" / "callback.json"
 
 
 def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return describe_machine()
 
 
 def make_messages(n_msgs: int, seed: int = 0) -> list:
@@ -179,7 +172,7 @@ def main(argv=None) -> int:
         ("result", "PASS" if ok else "FAIL"),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"bench_callback on {result['machine']['processor']}, {os.cpu_count()} CPUs, "
+    print(f"bench_callback on {result['machine']['cpu']}, {os.cpu_count()} CPUs, "
           f"load {result['machine']['load_avg_1min']}")
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")

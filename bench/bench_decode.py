@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _machine import describe_machine
 from fer_perception.events.batch import EventBatch
 from fer_perception.events.cdr import decode_event_array, encode_event_array
 from fer_perception.events.event_packet import EventPacketDecoder, encode_event_packet
@@ -40,14 +39,7 @@ STAMP = 1_700_000_000 * 1_000_000_000
 
 
 def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return describe_machine()
 
 
 def timeit(fn, n_events: int, reps: int) -> dict:

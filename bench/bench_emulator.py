@@ -18,28 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from _machine import describe_machine
 from fer_perception.synth.emulator import DvsEmulator, EmulatorConfig
 from fer_perception.synth.faces import SyntheticFaceConfig, render_clip
 
 
 def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return describe_machine()
 
 
 def measure(fn, reps: int):

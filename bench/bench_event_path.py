@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import describe_machine
 from fer_perception.events.batch import EventBatch
 from fer_perception.events.buffer import FaceEventBuffers
 from fer_perception.events.cdr import decode_event_array, encode_event_array
@@ -45,26 +45,8 @@ CPU_TARGET_PCT = 5.0
 RSS_GROWTH_LIMIT = 5 * 1024 * 1024
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": _cpu_model() or platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return describe_machine()
 
 
 def rss_bytes() -> int:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from _machine import describe_machine
 from fer_perception.annotate import FaceAnnotation, annotate_events, annotate_frame
 from fer_perception.events.batch import EventBatch
 from fer_perception.faces.crop import crop_face, nose_centred_square
@@ -38,16 +37,7 @@ TARGET_FRAME_MS = 33.0
 
 
 def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "cpu_count": os.cpu_count(),
-        "threads": THREADS,
-        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return describe_machine(threads=THREADS)
 
 
 def timeit(fn, reps: int) -> dict:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -32,6 +31,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import torch
 
+from _machine import describe_machine
 from fer_perception.models.age_gender import AgeGenderConfig, AgeGenderNet
 from fer_perception.models.dan import DAN
 from fer_perception.models.frame_checkpoint import save_frame_checkpoint
@@ -44,25 +44,8 @@ TARGET_GPU_MS = 5.0
 OUT = Path(__file__).resolve().parent / "results" / "frame_models.json"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
-    import onnxruntime
-
-    return {
-        "platform": platform.platform(), "cpu": cpu_name(), "python": platform.python_version(),
-        "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "cpu_count": os.cpu_count(),
-        "threads": THREADS, "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    return describe_machine(threads=THREADS)
 
 
 def trained_like_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

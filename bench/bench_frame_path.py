@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import describe_machine
 from fer_perception.models.dan import DAN
 from fer_perception.pipeline import Pipeline, PipelineConfig
 from fer_perception.synth.faces import SyntheticFaceConfig, render_clip
@@ -33,14 +32,7 @@ TARGETS = {"light": 15.0, "dan": 8.0}
 
 
 def machine() -> dict:
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": model,
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "load_avg_1min": os.getloadavg()[0]}
+    return describe_machine()
 
 
 def frames(n: int) -> list:

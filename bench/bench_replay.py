@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -20,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import describe_machine
 
 ROOT = Path(__file__).resolve().parent
 TARGET_SAMPLE = 1.0
@@ -27,11 +26,7 @@ TARGET_EVENTS = 5.0
 
 
 def machine() -> dict:
-    import torch
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0]}
+    return describe_machine()
 
 
 def make_event_bag(path: Path, seconds: float, rate_hz: float = 1e6, msg_events: int = 1000,

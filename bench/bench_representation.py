@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _machine import describe_machine
 from fer_perception.events.batch import EventBatch
 from fer_perception.events.denoise import BackgroundActivityFilter, RefractoryFilter
 from fer_perception.events.representation import (
@@ -34,26 +33,8 @@ from fer_perception.results import Roi
 TARGET_MEVS = 50.0
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": _cpu_model() or platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return describe_machine()
 
 
 def face_events(n, width, height, roi, seed=0, inside=0.9):

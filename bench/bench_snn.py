@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import describe_machine
 from fer_perception.models.spiking_fer import SpikingFER
 from fer_perception.runtime.snn import SnnRunner, StreamingSnn
 
@@ -43,35 +43,8 @@ TARGET_GPU_WINDOWS_S = 1000.0
 T, S = 6, 128
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
-    try:
-        from importlib.metadata import version
-
-        sj_version = version("spikingjelly")
-    except Exception:  # noqa: BLE001 - a version string is only informative
-        sj_version = "unknown"
-    info = {
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "spikingjelly": sj_version,
-        "cpu_count": os.cpu_count(),
-        "threads": THREADS,
-        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    return info
+    return describe_machine(threads=THREADS)
 
 
 def trained_like(seed: int = 0, **kwargs) -> SpikingFER:

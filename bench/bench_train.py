@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _machine import describe_machine
 from fer_perception.data import augment as A
 from fer_perception.data.ferdvs import FerDVSDataset, FoldEntry, make_events, write_events, write_folds
 
@@ -33,13 +32,7 @@ DEMO_SAMPLES = 1296 * 25  # demo recipe: 1,296 training clips x 25 epochs at 64 
 
 
 def machine() -> dict:
-    import torch
-
-    return {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-        "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return describe_machine()
 
 
 def timeit(fn, reps: int) -> dict:
