@@ -660,46 +660,26 @@ class _ScaleMapping:
 
     def map_box(self, box):
         (sw, sh), (dw, dh) = self.src_size, self.dst_size
-        b = np.asarray(box, dtype=np.float64).copy()
         if sw > 0 and sh > 0 and dw > 0 and dh > 0:
-            b[[0, 2]] *= dw / sw
-            b[[1, 3]] *= dh / sh
-        return b
+            from fer_perception.faces.mapping import SensorMapping
 
-
-class _IdentityMapping:
-    def map_box(self, box):
-        return np.asarray(box, dtype=np.float64)
-
-
-class _HomographyMapping:
-    def __init__(self, values: Sequence[float]) -> None:
-        self.H = np.asarray(values, dtype=np.float64).reshape(3, 3)
-
-    def map_box(self, box):
-        x, y, w, h = (float(v) for v in box[:4])
-        pts = np.array([[x, y, 1], [x + w, y, 1], [x, y + h, 1], [x + w, y + h, 1]], dtype=np.float64)
-        q = pts @ self.H.T
-        q = q[:, :2] / q[:, 2:3]
-        x0, y0 = q.min(axis=0)
-        x1, y1 = q.max(axis=0)
-        return np.array([x0, y0, x1 - x0, y1 - y0])
+            return SensorMapping.from_scale(self.src_size, self.dst_size).map_box(box)
+        return np.asarray(box, dtype=np.float64).copy()
 
 
 def make_mapping(spec: Union[str, Sequence[float]]):
-    """A box mapping for ``identity``, ``scale`` or a 9-float homography (faces/mapping.py when present)."""
+    """A box mapping image -> event sensor: ``identity`` (DAVIS: APS frames and events share the sensor),
+    ``scale`` (same field of view, sizes taken from the data) or a 9-float row-major homography
+    (:class:`~fer_perception.faces.mapping.SensorMapping`; a malformed one is a ConfigError naming it)."""
+    from fer_perception.faces.mapping import SensorMapping
+
     if isinstance(spec, str):
         if spec == "identity":
-            return _IdentityMapping()
+            return SensorMapping.identity()
         if spec == "scale":
             return _ScaleMapping()
-        raise ConfigError(f"unknown mapping {spec!r}")
-    try:
-        from fer_perception.faces.mapping import SensorMapping
-
-        return SensorMapping.from_homography(np.asarray(spec, dtype=np.float64).reshape(3, 3), None, None)
-    except Exception:  # noqa: BLE001 - fall back to the plain projective box mapping
-        return _HomographyMapping(spec)
+        raise ConfigError(f"unknown mapping {spec!r}: expected 'identity', 'scale' or 9 homography values")
+    return SensorMapping.from_homography(spec)
 
 
 def _resolve_weight(name: str, demo_file: str) -> Path:

@@ -361,3 +361,17 @@ def test_images_nobody_needs_are_not_processed():
     pl.on_image(face_image(20, 5), stamp_ns=2, source="rgb")
     pl.on_events(events(200, 0, 3))
     assert list(pl.event_faces) == ["face_1"]  # rgb tracks route the events
+
+
+def test_mapping_specs_are_validated_with_named_errors():
+    from fer_perception.pipeline import make_mapping
+
+    assert make_mapping("identity").map_box([1, 2, 3, 4]).tolist() == [1, 2, 3, 4]
+    h = make_mapping([2, 0, 0, 0, 2, 0, 0, 0, 1])
+    assert h.map_box([1, 2, 3, 4]).tolist() == [2, 4, 6, 8]
+    with pytest.raises(ConfigError, match="9 values"):
+        make_mapping([1, 2, 3])
+    with pytest.raises(ConfigError, match="singular"):
+        make_mapping([0] * 9)
+    with pytest.raises(ConfigError, match="unknown mapping"):
+        make_mapping("affine")
