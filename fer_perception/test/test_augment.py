@@ -199,3 +199,22 @@ def test_augmented_dataset_frames(tmp_path):
     out = events_to_input(ev, cfg, crop, np.random.default_rng(1))
     assert out.shape == (6, 2, 128, 128)
     np.testing.assert_array_equal(out, out[..., ::-1])
+
+
+def test_window_takes_a_random_contiguous_run_and_comes_first():
+    from fer_perception.data.augment import AugmentConfig, Augmenter, parse_edas, random_window
+
+    ev = np.zeros(100, dtype=[("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
+    ev["t"] = np.arange(100)
+    rng = np.random.default_rng(0)
+    starts = set()
+    for _ in range(50):
+        w = random_window(ev, rng, 30)
+        assert len(w) == 30 and np.all(np.diff(w["t"]) == 1)
+        starts.add(int(w["t"][0]))
+    assert len(starts) > 10 and min(starts) >= 0 and max(starts) <= 70
+    assert len(random_window(ev[:10], rng, 30)) == 10
+    assert parse_edas("flip,window") == ("window", "flip")
+    assert "window" not in parse_edas("all")
+    aug = Augmenter("window", (200, 200), AugmentConfig(window_events=40))
+    assert len(aug.apply_events(ev, rng)) == 40

@@ -106,7 +106,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--split-seed", type=int, default=0, help="seed of the subject split [0]")
     d.add_argument("--edas", default="",
                    help=f"augmentations, comma-separated, applied in the official order: {','.join(AUGMENTATIONS)}; "
-                        "'all' for the six, '' for none [none]")
+                        "'all' for the six, '' for none; our extra 'window' trains on random event windows of the "
+                        "clip instead of its central one [none]")
     d.add_argument("--timecode-rows", type=int, default=None,
                    help="drop events in this many bottom rows "
                         "(default: 15 on CKPlusDVS, its burned-in timecode; 0 elsewhere)")
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 def build_datasets(cfg: SnnTrainConfig):
     """(train dataset, test dataset, Split) for ``cfg``."""
-    from fer_perception.data.augment import Augmenter
+    from fer_perception.data.augment import AugmentConfig, Augmenter
     from fer_perception.data.ferdvs import FerDVSConfig, FerDVSDataset, dataset_dir, read_folds
     from fer_perception.data.splits import make_split
 
@@ -164,7 +165,8 @@ def build_datasets(cfg: SnnTrainConfig):
         sensor_size=tuple(cfg.sensor_size), timesteps=cfg.timesteps, events_per_frame=cfg.events_per_frame,
         size=cfg.size, timecode_rows=cfg.timecode_rows, layout="snn", seed=cfg.trainer.seed,
     )
-    aug = Augmenter(cfg.edas, cfg.sensor_size) if cfg.edas else None
+    aug_cfg = AugmentConfig(window_events=cfg.timesteps * cfg.events_per_frame)
+    aug = Augmenter(cfg.edas, cfg.sensor_size, aug_cfg) if cfg.edas else None
     train_ds = FerDVSDataset(cfg.root, cfg.dataset, split.train, dcfg, aug, entries=entries)
     test_ds = FerDVSDataset(cfg.root, cfg.dataset, split.test, dcfg, None, entries=entries)
     train_ds.check_files()
