@@ -78,7 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--optimizer", choices=["sgd", "adam"], default="adam",
                    help="adam (default: converges within a CPU-sized schedule) or sgd (the paper's) [adam]")
     d.add_argument("--lr", type=float, default=3e-3, help="learning rate [3e-3]")
-    d.add_argument("--edas", default="flip,background_activity", help="augmentations [flip,background_activity]")
+    d.add_argument("--edas", default="window,flip,background_activity",
+                   help="augmentations [window,flip,background_activity]")
     d.add_argument("--threads", type=int, default=2, help="torch CPU threads [2]")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(_synth=run_train_demo)
