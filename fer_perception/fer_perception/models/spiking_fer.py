@@ -34,7 +34,6 @@ __all__ = [
     "CNNBaseline",
     "SewBasicBlock",
     "SewResNetEncoder",
-    "ResNetBasicBlock",
     "ResNetEncoder",
     "ModelConfig",
     "MODEL_KINDS",
@@ -242,27 +241,14 @@ class SpikingFER(nn.Module):
         return self.fc(self.encoder(x))
 
 
-class ResNetBasicBlock(nn.Module):
-    """Standard ResNet basic block: ``relu(BN(conv(relu(BN(conv(x))))) + shortcut(x))``."""
+def _resnet_block(in_planes: int, planes: int, stride: int = 1) -> nn.Module:
+    """A standard ResNet basic block (:class:`fer_perception.models.resnet.BasicBlock`) with its 1x1 shortcut."""
+    from fer_perception.models.resnet import BasicBlock
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample: Optional[nn.Sequential] = None
-        if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+    downsample = None
+    if stride != 1 or in_planes != planes:
+        downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+    return BasicBlock(in_planes, planes, stride, downsample)
 
 
 class ResNetEncoder(nn.Module):
@@ -275,10 +261,10 @@ class ResNetEncoder(nn.Module):
         self.bn1 = nn.BatchNorm2d(c1)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = nn.Sequential(ResNetBasicBlock(c1, c1), ResNetBasicBlock(c1, c1))
-        self.layer2 = nn.Sequential(ResNetBasicBlock(c1, c2, 2), ResNetBasicBlock(c2, c2))
-        self.layer3 = nn.Sequential(ResNetBasicBlock(c2, c3, 2), ResNetBasicBlock(c3, c3))
-        self.layer4 = nn.Sequential(ResNetBasicBlock(c3, c4, 2), ResNetBasicBlock(c4, c4))
+        self.layer1 = nn.Sequential(_resnet_block(c1, c1), _resnet_block(c1, c1))
+        self.layer2 = nn.Sequential(_resnet_block(c1, c2, 2), _resnet_block(c2, c2))
+        self.layer3 = nn.Sequential(_resnet_block(c2, c3, 2), _resnet_block(c3, c3))
+        self.layer4 = nn.Sequential(_resnet_block(c3, c4, 2), _resnet_block(c4, c4))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.out_features = c4
         for m in self.modules():
