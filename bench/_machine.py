@@ -1,4 +1,4 @@
-"""What every benchmark records about the machine it ran on (the ``machine`` entry of bench/results/*.json)."""
+"""What every benchmark records about the machine it ran on, and how it writes its bench/results/*.json."""
 
 from __future__ import annotations
 
@@ -42,3 +42,14 @@ def describe_machine(**extra) -> dict:
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     info.update(extra)
     return info
+
+
+def write_report(report: dict, path, ok: bool) -> None:
+    """Write a benchmark's JSON report (creating its folder) and say where, with the overall verdict."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'PASS' if ok else 'FAIL'}: wrote {path}")

@@ -20,16 +20,14 @@ Usage: .venv/bin/python bench/bench_event_path.py [--seconds 180] [--other-secon
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from _machine import describe_machine
+from _machine import describe_machine, write_report
 from fer_perception.events.batch import EventBatch
 from fer_perception.events.buffer import FaceEventBuffers
 from fer_perception.events.cdr import decode_event_array, encode_event_array
@@ -211,10 +209,7 @@ def main(argv=None) -> int:
         "runs": runs,
         "pass": ok,
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'PASS' if ok else 'FAIL'}: wrote {path}")
+    write_report(report, args.out, ok)
     return 0 if ok else 1
 
 

@@ -15,7 +15,6 @@ Usage: .venv/bin/python bench/bench_frame_path.py [--frames 120] [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _machine import describe_machine
+from _machine import describe_machine, write_report
 from fer_perception.models.dan import DAN
 from fer_perception.pipeline import Pipeline, PipelineConfig
 from fer_perception.synth.faces import SyntheticFaceConfig, render_clip
@@ -88,9 +87,7 @@ def main() -> int:
               f"{r['target_fps']:7.0f}  {r['pass']}")
     out = {"benchmark": "frame_path", "machine": machine(), "method": __doc__.split("\n\n")[1],
            "results": results, "pass": all(r["pass"] for r in results)}
-    path = Path(__file__).resolve().parent / "results" / "frame_path.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
+    write_report(out, Path(__file__).resolve().parent / "results" / "frame_path.json", out["pass"])
     return 0
 
 

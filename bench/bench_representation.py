@@ -11,14 +11,12 @@ Usage: .venv/bin/python bench/bench_representation.py [--quick]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from _machine import describe_machine
+from _machine import describe_machine, write_report
 from fer_perception.events.batch import EventBatch
 from fer_perception.events.denoise import BackgroundActivityFilter, RefractoryFilter
 from fer_perception.events.representation import (
@@ -150,10 +148,7 @@ def main(argv=None) -> int:
         "results": results,
         "pass": ok,
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'PASS' if ok else 'FAIL'}: wrote {path}")
+    write_report(report, args.out, ok)
     return 0 if ok else 1
 
 
