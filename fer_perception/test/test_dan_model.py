@@ -254,3 +254,37 @@ def test_fuse_for_inference_keeps_outputs_and_leaves_the_model_alone():
     assert isinstance(m.cat_head0.sa.conv_1x3, torch.nn.Sequential)
     result = DAN(num_class=8, num_head=4).load_state_dict(m.state_dict(), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+
+
+@pytest.mark.parametrize("num_head", [4, 1])
+def test_inference_logits_equals_the_official_model(num_head):
+    """Heads batched (one 1x1 conv, one grouped 3x3 conv, pooling as a matmul), BatchNorms folded: same logits."""
+    from fer_perception.models.dan import FusedHeads, inference_logits
+
+    torch.manual_seed(0)
+    m = _trained_like(DAN(num_class=7, num_head=num_head))
+    with torch.no_grad():
+        m.fc.weight.mul_(0.0002)  # logits of order 1-10
+        for i in range(num_head):  # a channel attention whose gates differ from 0.5 (trained DAN heads do)
+            getattr(m, f"cat_head{i}").ca.attention[3].bias.normal_(0.0, 1.0)
+    keys = {k: v.clone() for k, v in m.state_dict().items()}
+    fast = inference_logits(m)
+    assert isinstance(fast.heads, FusedHeads) and fast.heads.conv.groups == num_head
+    assert not [mod for mod in fast.modules() if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))
+                and mod not in set(fast.features.modules())]
+    x = torch.randn(3, 3, 112, 112)
+    with torch.no_grad():
+        ref, got = m(x)[0], fast(x)
+        ref64 = copy_double(m)(x.double())[0]
+    assert 0.5 < float(ref.abs().max()) < 50
+    assert (ref - got).abs().max() < 1e-5
+    # no worse than the official graph's own float32 rounding (vs float64)
+    assert (got.double() - ref64).abs().max() <= 3 * (ref.double() - ref64).abs().max() + 1e-6
+    assert all(torch.equal(m.state_dict()[k], v) for k, v in keys.items())  # the source model is untouched
+    assert isinstance(m.cat_head0.sa.conv_1x3, torch.nn.Sequential)
+
+
+def copy_double(model):
+    import copy
+
+    return copy.deepcopy(model).double().eval()

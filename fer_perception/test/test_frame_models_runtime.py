@@ -254,7 +254,7 @@ def test_onnx_cache_key_includes_the_export_version(tmp_path, monkeypatch):
     assert first != second
 
 
-def test_dan_onnx_export_uses_the_fused_attention(tmp_path):
+def test_dan_onnx_export_uses_the_fused_heads(tmp_path):
     import onnx
 
     from fer_perception.models.dan import DAN
@@ -268,5 +268,22 @@ def test_dan_onnx_export_uses_the_fused_attention(tmp_path):
     loaded = fm.load_torch_model("dan", str(ckpt))
     assert hasattr(loaded.module.dan.cat_head0.sa, "conv_1x3")  # the torch backend keeps the official model
     onnx_path, _ = fm.cached_onnx("dan", str(ckpt))
-    convs = [n for n in onnx.load(onnx_path).graph.node if n.op_type == "Conv"]
-    assert len(convs) == 20 + 2 * 2  # ResNet-18 trunk + (1x1, fused 3x3) per head; unfused would be 20 + 2 * 4
+    nodes = onnx.load(onnx_path).graph.node
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    # ResNet-18 trunk + one 1x1 conv and one grouped 3x3 conv for all heads (unfused: 20 + 4 per head)
+    assert len(convs) == 20 + 2
+    groups = [a.i for a in convs[-1].attribute if a.name == "group"]
+    assert groups == [2]
+    assert not [n for n in nodes if n.op_type == "BatchNormalization"]  # all folded
+
+
+def test_preprocess_lookup_table_is_bit_identical_to_per_pixel_normalisation():
+    rng = np.random.default_rng(3)
+    crops = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)]
+    p = Preprocess(size=40, color="rgb", mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    x = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1.0 / 255.0)
+    ref = (x - np.float32(p.mean).reshape(1, 3, 1, 1)) / np.float32(p.std).reshape(1, 3, 1, 1)
+    got = p(crops)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and np.array_equal(got, ref)
+    p.mean = [0.0, 0.0, 0.0]  # the table follows changes of mean/std
+    assert np.array_equal(p(crops), x / np.float32(p.std).reshape(1, 3, 1, 1))

@@ -18,8 +18,11 @@ The training losses (:class:`AffinityLoss`, :class:`PartitionLoss`) are added to
 
 :func:`fuse_for_inference` returns an eval-only copy with the same maths and a cheaper graph (RepVGG-style
 re-parameterisation): in each spatial attention the BatchNorms are folded into their convs and the 3x3, 1x3 and
-3x1 branches become one 3x3 conv. The training model and its state_dict keys are left as they are; the ONNX
-export for the runtime uses the fused copy.
+3x1 branches become one 3x3 conv. :func:`inference_logits` goes further for the runtime (the ONNX export uses
+it): a logits-only module whose ``num_head`` heads run as one batch (:class:`FusedHeads`: one 1x1 conv, one
+grouped 3x3 conv, attention pooling as one matmul, the channel-attention Linears batched with their BatchNorm
+folded, ``bn`` folded into ``fc``). All of it is exact algebra; only float rounding differs. The training model
+and its state_dict keys are left as they are.
 """
 
 from __future__ import annotations
@@ -192,6 +195,101 @@ def fuse_for_inference(model: DAN) -> DAN:
         if isinstance(head.sa, SpatialAttention):
             head.sa = FusedSpatialAttention.from_spatial_attention(head.sa)
     return fused
+
+
+def _fold_linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(weight, bias)`` of the Linear that equals ``bn(linear(x))`` in eval mode, computed in float64."""
+    w = linear.weight.detach().double()
+    b = linear.bias.detach().double() if linear.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+    return w * scale[:, None], bn.bias.detach().double() + (b - bn.running_mean.detach().double()) * scale
+
+
+class FusedHeads(nn.Module):
+    """All cross-attention heads of a DAN plus its ``fc``/``bn`` as one batched, BatchNorm-free computation.
+
+    Inference form of ``cat_head0..H-1`` -> stack -> log_softmax -> sum -> ``fc`` -> ``bn`` (eval mode), built by
+    :meth:`from_dan`. The heads share their input, so their 1x1 convs are one conv with ``H * 256`` outputs and
+    their (branch-fused) 3x3 convs one conv with ``groups=H``; ``GAP(x * s)`` is ``s @ x^T / P`` over the ``P``
+    pixels (one matmul for all heads); the channel attention's Linear+BN1d and Linear run as ``(H, 512, 32)``
+    and ``(H, 32, 512)`` batched matmuls; ``bn`` is folded into ``fc``. Input: the trunk's ``(B, 512, h, w)``;
+    output: the logits ``(B, num_class)``.
+    """
+
+    def __init__(self, num_head: int, num_class: int, channels: int = 512, reduced: int = 256, hidden: int = 32):
+        super().__init__()
+        self.num_head, self.channels = int(num_head), int(channels)
+        self.conv1x1 = nn.Conv2d(channels, reduced * num_head, kernel_size=1)
+        self.conv = nn.Conv2d(reduced * num_head, channels * num_head, 3, padding=1, groups=num_head)
+        self.register_buffer("ca_w1", torch.zeros(num_head, channels, hidden))
+        self.register_buffer("ca_b1", torch.zeros(num_head, 1, hidden))
+        self.register_buffer("ca_w2", torch.zeros(num_head, hidden, channels))
+        self.register_buffer("ca_b2", torch.zeros(num_head, 1, channels))
+        self.fc = nn.Linear(channels, num_class)
+
+    @classmethod
+    def from_dan(cls, dan: DAN) -> "FusedHeads":
+        """Fold ``dan``'s heads (BatchNorm running statistics, conv branches) and ``fc``/``bn`` into one module."""
+        heads = [getattr(dan, f"cat_head{i}") for i in range(dan.num_head)]
+        sas = [h.sa if isinstance(h.sa, FusedSpatialAttention) else FusedSpatialAttention.from_spatial_attention(h.sa)
+               for h in heads]
+        ref = dan.fc.weight
+        out = cls(dan.num_head, dan.num_class, sas[0].conv1x1.in_channels, sas[0].conv1x1.out_channels,
+                  heads[0].ca.attention[0].out_features)
+        w1, b1, w2, b2 = [], [], [], []
+        for h in heads:
+            att = h.ca.attention
+            w, b = _fold_linear_bn(att[0], att[1])
+            w1.append(w.t())
+            b1.append(b[None])
+            w2.append(att[3].weight.detach().double().t())
+            b2.append(att[3].bias.detach().double()[None])
+        wf, bf = _fold_linear_bn(dan.fc, dan.bn)
+        with torch.no_grad():
+            out.conv1x1.weight.copy_(torch.cat([s.conv1x1.weight for s in sas]))
+            out.conv1x1.bias.copy_(torch.cat([s.conv1x1.bias for s in sas]))
+            out.conv.weight.copy_(torch.cat([s.conv.weight for s in sas]))
+            out.conv.bias.copy_(torch.cat([s.conv.bias for s in sas]))
+            for name, parts in (("ca_w1", w1), ("ca_b1", b1), ("ca_w2", w2), ("ca_b2", b2)):
+                getattr(out, name).copy_(torch.stack(parts).to(ref.dtype))
+            out.fc.weight.copy_(wf.to(ref.dtype))
+            out.fc.bias.copy_(bf.to(ref.dtype))
+        return out.to(ref.device).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv(self.conv1x1(x)))                       # (B, H * C, h, w)
+        s = y.unflatten(1, (self.num_head, self.channels)).sum(dim=2)    # (B, H, h, w): each head's spatial map
+        s = s.flatten(2)                                                 # (B, H, P)
+        xf = x.flatten(2)                                                # (B, C, P)
+        pooled = torch.matmul(s, xf.transpose(1, 2)) / xf.shape[2]      # (B, H, C) = GAP(x * s) per head
+        pooled = pooled.unsqueeze(2)                                     # (B, H, 1, C)
+        att = torch.relu(torch.matmul(pooled, self.ca_w1) + self.ca_b1)
+        att = torch.sigmoid(torch.matmul(att, self.ca_w2) + self.ca_b2)
+        heads = (pooled * att).squeeze(2)                                # (B, H, C)
+        if self.num_head > 1:
+            heads = F.log_softmax(heads, dim=1)
+        return self.fc(heads.sum(dim=1))
+
+
+class FusedDANLogits(nn.Module):
+    """Logits-only inference form of :class:`DAN`: its ``features`` trunk then :class:`FusedHeads`."""
+
+    def __init__(self, features: nn.Module, heads: FusedHeads):
+        super().__init__()
+        self.features = features
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.features(x))
+
+
+def inference_logits(model: DAN) -> FusedDANLogits:
+    """An eval-only module computing ``model(x)[0]`` (the logits) with the heads fused (:class:`FusedHeads`).
+
+    What the runtime exports to ONNX. ``model`` is not modified; the result must not be trained.
+    """
+    src = copy.deepcopy(model).eval()
+    return FusedDANLogits(src.features, FusedHeads.from_dan(src)).eval()
 
 
 class DANLogits(nn.Module):

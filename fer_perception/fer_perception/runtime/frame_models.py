@@ -14,7 +14,8 @@ the CPU, where it is several times faster per face (bench/bench_frame_models.py)
 onnxruntime is exported once and cached (``$FER_PERCEPTION_CACHE`` or ``~/.cache/fer_perception/onnx``, keyed
 by the file's sha256 and :data:`ONNX_EXPORT_VERSION`); both backends agree within 1e-4. The export uses
 :meth:`LoadedModel.export_module`: for DAN an inference-only copy with its attention branches re-parameterised
-into single convs (:func:`fer_perception.models.dan.fuse_for_inference`, same maths, cheaper graph).
+into single convs and its heads batched (:func:`fer_perception.models.dan.inference_logits`, same maths,
+cheaper graph). Normalisation uses a per-channel lookup table, bit-identical to normalising each pixel.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from fer_perception.errors import CheckpointError, ConfigError, ImageError
 
 KINDS = ("light", "dan", "agegender")
 #: Part of the ONNX cache key: bump when what :meth:`LoadedModel.export_module` exports changes
-#: (2: DAN spatial-attention branches fused), so stale cached exports are not reused.
-ONNX_EXPORT_VERSION = 2
+#: (2: DAN spatial-attention branches fused; 3: DAN heads batched, BatchNorms folded), so stale cached exports
+#: are not reused.
+ONNX_EXPORT_VERSION = 3
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 DEMO_WEIGHTS = {
     "light": os.path.join(WEIGHTS_DIR, "light_fer_synthetic_demo.pt"),
@@ -99,10 +101,28 @@ class Preprocess:
                     interp = cv2.INTER_AREA if (h > s and w > s) else cv2.INTER_LINEAR
                     crop = cv2.resize(crop, (s, s), interpolation=interp)
             out[i] = crop.reshape(s, s, self.channels)
-        x = out.astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1.0 / 255.0)
-        mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
-        return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+        lut = self.lookup_table()
+        x = np.empty((len(crops), self.channels, s, s), dtype=np.float32)
+        for i in range(len(crops)):
+            for c in range(self.channels):
+                np.take(lut[c], out[i, :, :, c], out=x[i, c])
+        return x
+
+    def lookup_table(self) -> np.ndarray:
+        """``(channels, 256)`` float32: ``(float32(v) * float32(1/255) - mean) / std`` for every uint8 ``v``.
+
+        The same float32 operations as normalising each pixel, so looking pixels up in it gives bit-identical
+        results (one gather per channel instead of four full-image float passes, ~1 ms less at 224x224).
+        """
+        key = (tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std))
+        cached = self.__dict__.get("_lut")
+        if cached is None or cached[0] != key:
+            v = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0)
+            mean = np.asarray(self.mean, np.float32).reshape(-1, 1)
+            std = np.asarray(self.std, np.float32).reshape(-1, 1)
+            cached = (key, np.ascontiguousarray((v[None, :] - mean) / std, dtype=np.float32))
+            self.__dict__["_lut"] = cached
+        return cached[1]
 
 
 def _pil():
@@ -171,11 +191,12 @@ class LoadedModel:
         return OUTPUT_NAMES[self.kind]
 
     def export_module(self) -> Any:
-        """The module to export to ONNX: same outputs as :attr:`module`; for DAN an eval-only fused copy."""
+        """The module to export to ONNX: same outputs as :attr:`module`; for DAN an eval-only fused copy
+        (:func:`fer_perception.models.dan.inference_logits`)."""
         if self.kind == "dan":
-            from fer_perception.models.dan import DANLogits, fuse_for_inference
+            from fer_perception.models.dan import inference_logits
 
-            return DANLogits(fuse_for_inference(self.module.dan)).eval()
+            return inference_logits(self.module.dan)
         return self.module
 
     def onnx_metadata(self) -> Dict[str, Any]:
