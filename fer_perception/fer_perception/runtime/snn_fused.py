@@ -64,14 +64,34 @@ def max_pool_3x3_s2(x: torch.Tensor) -> torch.Tensor:
     """``F.max_pool2d(x, 3, 2, 1)`` for **non-negative** ``x`` (spikes), separably: rows, then columns.
 
     Zero padding equals the pool's implicit -inf padding because every window holds at least one real,
-    non-negative value. Several times faster than ``max_pool2d`` on the CPU (no indices, fewer passes).
+    non-negative value. Even sizes (the network's) need no padding at all: output ``i`` is the max of the pair
+    ``(2i, 2i+1)`` and of ``2i-1``. Several times faster than ``max_pool2d`` on the CPU (no indices, fewer
+    passes, no padded copy).
     """
     if x.device.type != "cpu":
         return F.max_pool2d(x, 3, 2, 1)
     h, w = x.shape[-2:]
+    if h % 2 == 0 and w % 2 == 0 and h >= 2 and w >= 2:
+        return _max3_stride2_even(_max3_stride2_even(x, x.dim() - 2), x.dim() - 1)
     xp = F.pad(x, (1, 1, 1, 1))
     rows = torch.maximum(torch.maximum(xp[..., 0:h:2, :], xp[..., 1:h + 1:2, :]), xp[..., 2:h + 2:2, :])
     return torch.maximum(torch.maximum(rows[..., 0:w:2], rows[..., 1:w + 1:2]), rows[..., 2:w + 2:2])
+
+
+def _max3_stride2_even(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Along ``dim`` (even length n): ``out[i] = max(x[2i-1], x[2i], x[2i+1])``, ``x[-1]`` left out."""
+    n = x.shape[dim]
+
+    def take(start: int, stop: int) -> torch.Tensor:
+        index = [slice(None)] * x.dim()
+        index[dim] = slice(start, stop, 2)
+        return x[tuple(index)]
+
+    out = torch.maximum(take(0, n), take(1, n))
+    if n > 2:
+        tail = out.narrow(dim, 1, n // 2 - 1)
+        torch.maximum(tail, take(1, n - 2), out=tail)
+    return out
 
 
 class LayerStats:
@@ -94,8 +114,10 @@ class LayerStats:
 
     def count(self, name: str, spikes: torch.Tensor, steps: int) -> None:
         """Queue the spikes of ``spikes`` ((steps*B, C, H, W) or (steps*B, N)) for layer ``name``."""
-        # float32 sums of 0/1 values are exact below 2**24 per face and layer
-        self._spikes.append((name, spikes.reshape(steps, self.batch, -1).sum(dim=2).sum(dim=0)))
+        # float32 sums of 0/1 values are exact below 2**24 per face and layer; summing over the non-batch dims
+        # (not a reshape) keeps channels-last tensors uncopied
+        per_row = spikes.sum(dim=tuple(range(1, spikes.dim())))
+        self._spikes.append((name, per_row.view(steps, self.batch).sum(dim=0)))
         self.neurons[name] = int(spikes[0].numel())
 
     def count_sums(self, name: str, sums: torch.Tensor, neurons: int) -> None:
@@ -105,8 +127,11 @@ class LayerStats:
 
     def input_sums(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         """(B, H*W): input values summed over steps and channels (what the fan-out map weighs)."""
-        # sum(2).sum(0), not sum((0, 2)): the latter is ~20x slower on the CPU for B > 1 (strided reduction)
-        return x.reshape(steps, self.batch, x.shape[1], -1).sum(dim=2).sum(dim=0).float()
+        if x.is_contiguous():
+            # sum(2).sum(0), not sum((0, 2)): the latter is ~20x slower on the CPU for B > 1 (strided reduction)
+            return x.reshape(steps, self.batch, x.shape[1], -1).sum(dim=2).sum(dim=0).float()
+        # channels-last: the channel sum is the innermost, contiguous reduction
+        return x.permute(0, 2, 3, 1).sum(dim=3).reshape(steps, self.batch, -1).sum(dim=0).float()
 
     def conv(self, name: str, sums: torch.Tensor, h: int, w: int, conv: "FusedConv") -> None:
         """Queue the SOPs of ``conv`` fed with inputs whose per-position sums are ``sums`` (B, H*W)."""
@@ -155,7 +180,9 @@ class FusedConv(nn.Module):
     """A conv with its BatchNorm folded in (bias included).
 
     The fp32 weights are kept; :meth:`set_compute_dtype` makes the conv compute in half precision
-    (inputs cast, output back to fp32) so that membrane potentials stay fp32.
+    (inputs cast, output back to fp32) so that membrane potentials stay fp32; :meth:`set_int8` runs it as
+    fp32-accurate int8 digit convolutions (:mod:`~fer_perception.runtime.digit_conv`, CPU) for ``uint8``
+    inputs.
     """
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
@@ -169,12 +196,29 @@ class FusedConv(nn.Module):
         self.stride = int(conv.stride[0])
         self.padding = int(conv.padding[0])
         self.out_channels = int(conv.out_channels)
+        self.digits = None  # DigitConv when set_int8(True)
 
     def set_compute_dtype(self, dtype: torch.dtype) -> None:
         self.weight_compute = self.weight.to(dtype)
         self.bias_compute = self.bias.to(dtype)
 
+    def set_int8(self, enabled: bool) -> None:
+        from .digit_conv import DigitConv
+
+        if not enabled:
+            self.digits = None
+        elif self.kernel == 1 and self.padding == 0:  # a strided 1x1 conv is a 1x1 conv of the subsampled input
+            self.digits = DigitConv(self.weight, self.bias, 1, 0)
+        else:
+            self.digits = DigitConv(self.weight, self.bias, self.stride, self.padding)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            if self.digits is not None:
+                if self.kernel == 1 and self.padding == 0 and self.stride > 1:
+                    x = x[..., ::self.stride, ::self.stride].contiguous(memory_format=torch.channels_last)
+                return self.digits(x)
+            x = x.float()
         w = self.weight_compute
         if w.dtype == x.dtype:
             return F.conv2d(x, w, self.bias_compute, self.stride, self.padding)
@@ -208,21 +252,22 @@ class FusedBlock(nn.Module):
             stats.conv(f"{self.name}.conv1", sums, h, w, self.conv1)
             if self.down is not None:
                 stats.conv(f"{self.name}.downsample", sums, h, w, self.down)
-        out = self.conv1(x)
+        x_in = x.to(torch.uint8) if self.conv1.digits is not None else x  # spikes and SEW sums: exact in uint8
+        out = self.conv1(x_in)
         n1 = f"{self.name}.sn1"
         state[n1] = if_steps(out.view(steps, t_b // steps, *out.shape[1:]), state.get(n1))
         if stats is not None:
             sums = stats.input_sums(out, steps)
             stats.count_sums(n1, sums, out[0].numel())
             stats.conv(f"{self.name}.conv2", sums, out.shape[-2], out.shape[-1], self.conv2)
-        out = self.conv2(out)
+        out = self.conv2(out.to(torch.uint8) if self.conv2.digits is not None else out)
         n2 = f"{self.name}.sn2"
         state[n2] = if_steps(out.view(steps, t_b // steps, *out.shape[1:]), state.get(n2))
         if stats is not None:
             stats.count(n2, out, steps)
         if self.down is None:
             return out.add_(x)
-        identity = self.down(x)
+        identity = self.down(x_in)
         nd = f"{self.name}.downsample_sn"
         state[nd] = if_steps(identity.view(steps, t_b // steps, *identity.shape[1:]), state.get(nd))
         if stats is not None:
@@ -256,6 +301,25 @@ class FusedSpikingFER(nn.Module):
         self.spiking_layers: List[str] = ["sn1"] + [n for b in self.blocks for n in b.state_names()]
 
     @property
+    def int8(self) -> bool:
+        """Whether the convolutions after the stem run as fp32-accurate int8 digits (CPU, channels-last)."""
+        return self.blocks[0].conv1.digits is not None
+
+    def set_int8(self, enabled: bool = True) -> "FusedSpikingFER":
+        """Run every convolution that sees spikes as int8 digits (:mod:`~fer_perception.runtime.digit_conv`).
+
+        CPU only; the stem (whose input may be any float) stays fp32. Precision is that of fp32: the caller
+        still checks agreement once (``SnnRunner`` does). ``set_int8(False)`` returns to plain fp32.
+        """
+        if enabled and self.stem.weight.device.type != "cpu":
+            raise RuntimeError("int8 digit convolutions run on the CPU only")
+        for block in self.blocks:
+            for conv in (block.conv1, block.conv2, block.down):
+                if conv is not None:
+                    conv.set_int8(enabled)
+        return self
+
+    @property
     def compute_dtype(self) -> torch.dtype:
         """dtype of the convolutions (membrane potentials, pooling and the readout stay fp32)."""
         return self.stem.weight_compute.dtype
@@ -272,6 +336,8 @@ class FusedSpikingFER(nn.Module):
         """``(steps, B, C, H, W)`` -> ``(steps, B, C4)`` pooled features; updates ``state`` in place."""
         batch = x.shape[1]
         flat = x.reshape(steps * batch, *x.shape[2:])
+        if self.int8:  # oneDNN's int8 convolutions want channels-last; the fp32 stem is fastest so too
+            flat = flat.contiguous(memory_format=torch.channels_last)
         if stats is not None:
             stats.conv("conv1", stats.input_sums(flat, steps), flat.shape[-2], flat.shape[-1], self.stem)
         y = self.stem(flat)

@@ -1,0 +1,171 @@
+"""int8 digit convolutions: fp32 accuracy on spike inputs, and the SNN runtime that uses them on the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fer_perception.models.spiking_fer import CNNBaseline, SpikingFER
+from fer_perception.runtime import digit_conv
+from fer_perception.runtime.digit_conv import DigitConv, weight_digits
+from fer_perception.runtime.snn import SnnRunner, StreamingSnn
+from fer_perception.runtime.snn_fused import FusedSpikingFER, LayerStats, max_pool_3x3_s2
+
+needs_int8 = pytest.mark.skipif(not digit_conv.available(), reason="no oneDNN int8 convolution in this torch")
+
+
+def _trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.3)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+def _frames(b, t=6, size=64, density=0.1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(b, t, 2, size, size, generator=g) < density).float()
+
+
+@pytest.fixture(scope="module")
+def small_snn():
+    torch.manual_seed(0)
+    return _trained_like(SpikingFER(n_classes=6, timesteps=6, width=0.25, input_size=64))
+
+
+def test_weight_digits_reconstruct_the_weight_to_fp32_precision():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(16, 8, 3, 3, generator=g) * torch.logspace(-4, 1, 16).view(-1, 1, 1, 1)
+    w[3] = 0.0  # a dead channel
+    q, scales = weight_digits(w)
+    assert q.dtype == torch.int8 and q.shape == (48, 8, 3, 3) and scales.shape == (48,)
+    assert int(q.abs().max()) <= 127
+    rebuilt = sum(scales[i * 16:(i + 1) * 16].double().view(-1, 1, 1, 1) * q[i * 16:(i + 1) * 16].double()
+                  for i in range(3))
+    amax = w.abs().amax(dim=(1, 2, 3)).double().view(-1, 1, 1, 1)
+    # residual (< 2**-24 of a channel's largest weight) plus fp32 scales: within fp32's own step of that weight
+    assert bool(((rebuilt - w.double()).abs() <= amax * 2.0 ** -22 + 1e-30).all())
+    assert bool((q[3::16] == 0).all())
+    one_digit, _ = weight_digits(w, 1)
+    assert one_digit.shape == (16, 8, 3, 3)
+    with pytest.raises(ValueError, match="C_out, C_in"):
+        weight_digits(torch.zeros(3, 3))
+
+
+@needs_int8
+@pytest.mark.parametrize("cin,cout,size,k,stride,pad,batch", [
+    (16, 32, 16, 3, 1, 1, 6), (16, 32, 16, 3, 2, 1, 12), (32, 64, 8, 1, 1, 0, 6), (8, 16, 9, 3, 1, 1, 1)])
+def test_digit_conv_is_as_accurate_as_fp32_on_spike_inputs(cin, cout, size, k, stride, pad, batch):
+    g = torch.Generator().manual_seed(cin + cout)
+    # spikes and SEW sums: 0..3, sparse
+    x = ((torch.rand(batch, cin, size, size, generator=g) < 0.2).float()
+         * torch.randint(1, 4, (batch, cin, size, size), generator=g).float())
+    w = torch.randn(cout, cin, k, k, generator=g) * 0.1
+    b = torch.randn(cout, generator=g)
+    exact = F.conv2d(x.double(), w.double(), b.double(), stride, pad)
+    fp32 = F.conv2d(x, w, b, stride, pad)
+    conv = DigitConv(w, b, stride, pad)
+    got = conv(x.to(torch.uint8).contiguous(memory_format=torch.channels_last))
+    assert got.dtype == torch.float32 and got.shape == fp32.shape
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    err_fp32 = float((fp32.double() - exact).abs().max())
+    err_int8 = float((got.double() - exact).abs().max())
+    assert err_int8 <= 4 * err_fp32 + 1e-6 * float(exact.abs().max()), (err_int8, err_fp32)
+    # other layouts and batch sizes reuse the same packed weights and give the same numbers
+    again = conv(x.to(torch.uint8))
+    assert torch.equal(again.contiguous(), got.contiguous())
+    assert torch.allclose(conv(x[:1].to(torch.uint8)), got[:1])
+    # no bias
+    nobias = DigitConv(w, None, stride, pad)(x.to(torch.uint8))
+    assert torch.allclose(nobias, F.conv2d(x, w, None, stride, pad), atol=1e-5, rtol=1e-5)
+
+
+@needs_int8
+def test_digit_conv_wants_uint8():
+    conv = DigitConv(torch.randn(4, 2, 3, 3), None, 1, 1)
+    with pytest.raises(TypeError, match="uint8"):
+        conv(torch.zeros(1, 2, 8, 8))
+
+
+@needs_int8
+def test_fused_int8_gives_the_fp32_spikes_and_logits(small_snn):
+    x = _frames(3, seed=2).permute(1, 0, 2, 3, 4).contiguous()
+    fp32 = FusedSpikingFER(small_snn).eval()
+    int8 = FusedSpikingFER(small_snn).eval().set_int8(True)
+    assert int8.int8 and not fp32.int8
+    s32, s8 = LayerStats(3), LayerStats(3)
+    with torch.inference_mode():
+        ref = fp32(x.clone(), s32)
+        got = int8(x.clone(), s8)
+        plain = small_snn(x.clone())
+    s32.finalize()
+    s8.finalize()
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    assert torch.allclose(got, plain, rtol=1e-4, atol=1e-4 * float(plain.abs().max()))
+    # the same spikes in every layer, so the same firing rates and synaptic operations
+    assert set(s8.spikes) == set(s32.spikes)
+    for name in s32.spikes:
+        assert np.array_equal(s8.spikes[name], s32.spikes[name]), name
+    for name in s32.sops:
+        assert np.allclose(s8.sops[name], s32.sops[name]), name
+    int8.set_int8(False)
+    assert not int8.int8
+    with torch.inference_mode():
+        assert torch.equal(int8(x.clone()), ref)
+
+
+@needs_int8
+def test_runner_uses_int8_on_the_cpu_by_default_and_streams_the_same(small_snn):
+    auto = SnnRunner(small_snn, device="cpu", warmup=1)
+    off = SnnRunner(small_snn, device="cpu", warmup=1, int8=False)
+    assert auto.int8 and auto.int8_rejected is None and auto.int8_max_diff is not None
+    assert not off.int8 and off.int8_rejected is None
+    frames = _frames(2, seed=9)
+    a, b = auto.predict(frames), off.predict(frames)
+    assert np.allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5 * np.abs(b.logits).max())
+    for name in b.firing_rates:
+        assert np.array_equal(a.firing_rates[name], b.firing_rates[name]), name
+    stream = StreamingSnn(auto)
+    outs = [stream.push(frames[:, t]) for t in range(6)]
+    assert np.allclose(outs[5].logits, a.logits, rtol=1e-5, atol=1e-5 * np.abs(a.logits).max())
+
+
+def test_runner_says_why_int8_is_not_used(small_snn, monkeypatch):
+    half = SnnRunner(small_snn, device="cpu", warmup=1, half=True, half_tolerance=1.0)
+    if half.half:
+        assert not half.int8 and half.int8_rejected is None  # auto: half precision wins, nothing asked
+    asked = SnnRunner(small_snn, device="cpu", warmup=1, half=True, half_tolerance=1.0, int8=True)
+    if asked.half:
+        assert not asked.int8 and "half precision" in asked.int8_rejected
+    torch.manual_seed(0)
+    cnn = SnnRunner(_trained_like(CNNBaseline(n_classes=6, timesteps=6, width=0.25, input_size=64)),
+                    device="cpu", warmup=1, int8=True)
+    assert not cnn.int8 and "fused SNN" in cnn.int8_rejected
+    monkeypatch.setattr(digit_conv, "available", lambda: False)
+    none = SnnRunner(small_snn, device="cpu", warmup=1)
+    assert not none.int8 and "no oneDNN int8" in none.int8_rejected
+
+
+@needs_int8
+def test_runner_rejects_int8_that_disagrees_with_fp32(small_snn, monkeypatch):
+    real_init = DigitConv.__init__
+    # one digit only: 8-bit weights, visibly off fp32 (what the check is there to catch)
+    monkeypatch.setattr(DigitConv, "__init__", lambda self, w, b, stride=1, padding=0, digits=3:
+                        real_init(self, w, b, stride, padding, 1))
+    runner = SnnRunner(small_snn, device="cpu", warmup=1)
+    assert not runner.int8 and "disagree with fp32" in runner.int8_rejected
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape", [(6, 4, 64, 64), (2, 3, 2, 2), (1, 2, 4, 6), (2, 3, 63, 65)])
+def test_max_pool_even_sizes_need_no_padding(shape, fmt):
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(shape, generator=g) < 0.3).float() * torch.randint(1, 4, shape, generator=g).float()
+    x = x.contiguous(memory_format=fmt)
+    assert torch.equal(max_pool_3x3_s2(x), F.max_pool2d(x, 3, 2, 1))
