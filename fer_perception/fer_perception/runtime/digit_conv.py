@@ -9,8 +9,9 @@ int8 *digits*::
 so ``conv(x, w) = s conv(x, q0) + (s/254) conv(x, q1) + (s/254**2) conv(x, q2)``. Each integer convolution is
 exact (int32 accumulators; at most ``255 * 127 * k*k*C_in`` per output, far below 2**31), so the only roundings
 are the three fp32 scalings and sums, plus the dropped residual ``r``: relative to the largest weight of a
-channel, ``r`` and the fp32 rounding of the scales stay within about 2**-23, fp32's own step. The result's error against a float64
-convolution is the size of an fp32 convolution's (tested); this is an exact rewrite, not quantisation.
+channel, ``r`` and the fp32 rounding of the scales stay within about 2**-23, fp32's own step. The result's
+error against a float64 convolution is the size of an fp32 convolution's (tested): an exact rewrite, not
+quantisation.
 
 Why: on CPUs with int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX) an int8 multiply-add costs a
 quarter of an fp32 one, so the three digit convolutions together run 1.3-1.5x faster than one fp32
