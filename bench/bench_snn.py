@@ -1,11 +1,12 @@
 """Benchmark: Spiking-FER window inference, plain SpikingJelly forward vs our runtime, same run, same input.
 
 CPU (2 threads): batch-1 latency of one window (6, 2, 128, 128) for the plain SpikingJelly multi-step forward
-and for ``SnnRunner.predict`` (fused graph, with firing rates and energy), plus without the statistics; the
-outputs are checked equal (allclose, same argmax); target: ours >= 2x faster. Also: throughput at batch 8,
+and for ``SnnRunner.predict`` (fused graph, int8 digit convolutions, with firing rates and energy), plus
+without the statistics and with fp32 convolutions; the outputs are checked equal (allclose, same argmax; the
+int8 and fp32 runtimes also give the same spikes); target: ours >= 2x faster. Also: throughput at batch 8,
 the single-step streaming latency per frame (what a live node pays after a window closes), bfloat16
 (``half=True``, approximate, behind the fp32 agreement check), the energy estimate of the window, and a
-conv-only floor (the dense convolutions alone, what no fp32 rewrite can go below).
+conv-only floors (the convolutions alone, fp32 and as int8 digits).
 CUDA, when available (unchanged script): batch-1 latency (target <= 3 ms) and windows/s at batch 256
 (target >= 1,000); otherwise reported as not measured.
 
@@ -85,13 +86,20 @@ def interleaved(fns: dict, reps: int, sync=None) -> dict:
             for k, v in walls.items()}
 
 
-def conv_floor_ms(model: SpikingFER, x_tb: torch.Tensor, reps: int) -> float:
-    """Time of the network's convolutions alone (BN folded), on the inputs they get for ``x_tb``."""
+def conv_floor_ms(model: SpikingFER, x_tb: torch.Tensor, reps: int) -> dict:
+    """Time of the network's convolutions alone (BN folded), on the inputs they get for ``x_tb``.
+
+    ``fp32``: every conv as one fp32 ``F.conv2d`` (NCHW); ``int8_digits``: the convs as the int8 runtime runs
+    them (stem fp32 channels-last, the others as three int8 digit convolutions on uint8 spikes).
+    """
     import torch.nn.functional as F
 
+    from fer_perception.runtime import digit_conv
     from fer_perception.runtime.snn_fused import FusedConv, FusedSpikingFER
 
     fused = FusedSpikingFER(model)
+    if digit_conv.available():
+        fused.set_int8(True)
     captured = []
     hooks = [m.register_forward_pre_hook(lambda mod, inp: captured.append((mod, inp[0].clone())))
              for m in fused.modules() if isinstance(m, FusedConv)]
@@ -99,13 +107,21 @@ def conv_floor_ms(model: SpikingFER, x_tb: torch.Tensor, reps: int) -> float:
         fused(x_tb.clone())
     for h in hooks:
         h.remove()
+    nchw = [(conv, inp.float().contiguous()) for conv, inp in captured]
 
-    def run():
-        for conv, inp in captured:
+    def run_fp32():
+        for conv, inp in nchw:
             F.conv2d(inp, conv.weight, conv.bias, conv.stride, conv.padding)
 
+    def run_as_runtime():
+        for conv, inp in captured:
+            conv(inp)
+
+    fns = {"fp32": run_fp32}
+    if fused.int8:
+        fns["int8_digits"] = run_as_runtime
     with torch.inference_mode():
-        return interleaved({"conv": run}, reps)["conv"]["best_ms"]
+        return {k: v["best_ms"] for k, v in interleaved(fns, reps).items()}
 
 
 def main(argv) -> int:
@@ -122,7 +138,8 @@ def main(argv) -> int:
     model = trained_like()
     x1 = frames(1)
     x1_tb = x1.permute(1, 0, 2, 3, 4).contiguous()
-    runner = SnnRunner(model, device="cpu", half=False)
+    runner = SnnRunner(model, device="cpu", half=False)  # int8 digit convolutions when available (auto)
+    runner32 = SnnRunner(model, device="cpu", half=False, int8=False)
     with torch.inference_mode():
         ref = model(x1_tb)
     out = runner.predict(x1)
@@ -139,6 +156,7 @@ def main(argv) -> int:
         "plain": plain,
         "ours": lambda: runner.predict(x1),
         "ours_nostats": lambda: runner.predict(x1, stats=False),
+        "ours_fp32": lambda: runner32.predict(x1),
     }
     if bf.half:
         cases["bf16"] = lambda: bf.predict(x1)
@@ -148,8 +166,15 @@ def main(argv) -> int:
     results.append({"name": "cpu batch-1 window, plain SpikingJelly forward", **lat["plain"]})
     results.append({"name": "cpu batch-1 window, SnnRunner.predict (with firing rates + energy)", **lat["ours"],
                     "speedup_best": speed_best, "speedup_median": speed_med, "target_speedup": TARGET_SPEEDUP,
-                    "outputs_equal": same, "max_abs_logit_diff": diff,
+                    "outputs_equal": same, "max_abs_logit_diff": diff, "int8_digits": runner.int8,
+                    "int8_rejected": runner.int8_rejected,
                     "pass": bool(same and speed_best >= TARGET_SPEEDUP)})
+    out32 = runner32.predict(x1)
+    same32 = bool(np.allclose(out32.logits, ref.numpy(), rtol=1e-4, atol=1e-4 * float(ref.abs().max())))
+    same_spikes = all(np.array_equal(out.firing_rates[k], out32.firing_rates[k]) for k in out32.firing_rates)
+    results.append({"name": "cpu batch-1 window, SnnRunner.predict with fp32 convolutions (int8=False)",
+                    **lat["ours_fp32"], "speedup_best": lat["plain"]["best_ms"] / lat["ours_fp32"]["best_ms"],
+                    "outputs_equal": same32, "same_spikes_as_int8": same_spikes})
     results.append({"name": "cpu batch-1 window, SnnRunner.predict(stats=False)", **lat["ours_nostats"],
                     "speedup_best": lat["plain"]["best_ms"] / lat["ours_nostats"]["best_ms"]})
     # one thread: CPU time is the work itself, least sensitive to other processes on a shared machine
@@ -161,8 +186,12 @@ def main(argv) -> int:
                     "speedup_best": one["plain"]["best_ms"] / one["ours"]["best_ms"],
                     "speedup_cpu": one["plain"]["best_cpu_ms"] / one["ours"]["best_cpu_ms"]})
     floor = conv_floor_ms(model, x1_tb, max(3, reps // 2))
-    results.append({"name": "cpu dense convolutions alone (fp32 floor of any exact rewrite)", "best_ms": floor,
-                    "max_speedup_over_plain": lat["plain"]["best_ms"] / floor})
+    results.append({"name": "cpu dense convolutions alone, fp32 (floor of an fp32 rewrite)", "best_ms": floor["fp32"],
+                    "max_speedup_over_plain": lat["plain"]["best_ms"] / floor["fp32"]})
+    if "int8_digits" in floor:
+        results.append({"name": "cpu convolutions alone as int8 digits (floor of the int8 runtime)",
+                        "best_ms": floor["int8_digits"],
+                        "max_speedup_over_plain": lat["plain"]["best_ms"] / floor["int8_digits"]})
 
     # the CPU demo size (width 0.25, 64x64: what the packaged synthetic demo weights use)
     small = trained_like(width=0.25, input_size=64)
@@ -271,7 +300,8 @@ def main(argv) -> int:
     for r in results:
         note = []
         for key in ("speedup_best", "speedup_median", "speedup_cpu", "max_speedup_over_plain", "windows_per_s",
-                    "outputs_equal", "accepted", "same_argmax", "max_prob_diff", "status", "pass"):
+                    "outputs_equal", "same_spikes_as_int8", "int8_digits", "accepted", "same_argmax",
+                    "max_prob_diff", "status", "pass"):
             if key in r and r[key] is not None:
                 v = r[key]
                 note.append(f"{key}={v:.3g}" if isinstance(v, float) else f"{key}={v}")

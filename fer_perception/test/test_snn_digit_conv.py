@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from fer_perception.models.spiking_fer import CNNBaseline, SpikingFER
-from fer_perception.runtime import digit_conv
+from fer_perception.runtime import digit_conv, snn_fused
 from fer_perception.runtime.digit_conv import DigitConv, weight_digits
 from fer_perception.runtime.snn import SnnRunner, StreamingSnn
 from fer_perception.runtime.snn_fused import FusedSpikingFER, LayerStats, max_pool_3x3_s2
@@ -37,6 +37,13 @@ def _frames(b, t=6, size=64, density=0.1, seed=0):
 def small_snn():
     torch.manual_seed(0)
     return _trained_like(SpikingFER(n_classes=6, timesteps=6, width=0.25, input_size=64))
+
+
+@pytest.fixture
+def digits_everywhere(monkeypatch):
+    """Every spike-reading conv as int8 digits, also the narrow test network's (normally too small to gain)."""
+    monkeypatch.setattr(snn_fused, "DIGITS_MIN_IN_CHANNELS", 1)
+    monkeypatch.setattr(snn_fused, "DIGITS_MIN_MACS", 0)
 
 
 def test_weight_digits_reconstruct_the_weight_to_fp32_precision():
@@ -94,11 +101,12 @@ def test_digit_conv_wants_uint8():
 
 
 @needs_int8
-def test_fused_int8_gives_the_fp32_spikes_and_logits(small_snn):
+def test_fused_int8_gives_the_fp32_spikes_and_logits(small_snn, digits_everywhere):
     x = _frames(3, seed=2).permute(1, 0, 2, 3, 4).contiguous()
     fp32 = FusedSpikingFER(small_snn).eval()
     int8 = FusedSpikingFER(small_snn).eval().set_int8(True)
     assert int8.int8 and not fp32.int8
+    assert all(conv.digits is not None for conv, _ in int8._spike_convs())
     s32, s8 = LayerStats(3), LayerStats(3)
     with torch.inference_mode():
         ref = fp32(x.clone(), s32)
@@ -121,7 +129,7 @@ def test_fused_int8_gives_the_fp32_spikes_and_logits(small_snn):
 
 
 @needs_int8
-def test_runner_uses_int8_on_the_cpu_by_default_and_streams_the_same(small_snn):
+def test_runner_uses_int8_on_the_cpu_by_default_and_streams_the_same(small_snn, digits_everywhere):
     auto = SnnRunner(small_snn, device="cpu", warmup=1)
     off = SnnRunner(small_snn, device="cpu", warmup=1, int8=False)
     assert auto.int8 and auto.int8_rejected is None and auto.int8_max_diff is not None
@@ -136,7 +144,7 @@ def test_runner_uses_int8_on_the_cpu_by_default_and_streams_the_same(small_snn):
     assert np.allclose(outs[5].logits, a.logits, rtol=1e-5, atol=1e-5 * np.abs(a.logits).max())
 
 
-def test_runner_says_why_int8_is_not_used(small_snn, monkeypatch):
+def test_runner_says_why_int8_is_not_used(small_snn, digits_everywhere, monkeypatch):
     half = SnnRunner(small_snn, device="cpu", warmup=1, half=True, half_tolerance=1.0)
     if half.half:
         assert not half.int8 and half.int8_rejected is None  # auto: half precision wins, nothing asked
@@ -153,13 +161,27 @@ def test_runner_says_why_int8_is_not_used(small_snn, monkeypatch):
 
 
 @needs_int8
-def test_runner_rejects_int8_that_disagrees_with_fp32(small_snn, monkeypatch):
+def test_runner_rejects_int8_that_disagrees_with_fp32(small_snn, digits_everywhere, monkeypatch):
     real_init = DigitConv.__init__
     # one digit only: 8-bit weights, visibly off fp32 (what the check is there to catch)
     monkeypatch.setattr(DigitConv, "__init__", lambda self, w, b, stride=1, padding=0, digits=3:
                         real_init(self, w, b, stride, padding, 1))
     runner = SnnRunner(small_snn, device="cpu", warmup=1)
     assert not runner.int8 and "disagree with fp32" in runner.int8_rejected
+
+
+@needs_int8
+def test_only_wide_convolutions_use_digits(small_snn):
+    torch.manual_seed(0)
+    full = FusedSpikingFER(_trained_like(SpikingFER(n_classes=7))).set_int8(True)
+    used = {(conv.kernel, int(conv.weight.shape[1]), size): conv.digits is not None
+            for conv, size in full._spike_convs()}
+    assert used[(3, 64, 32)] and used[(3, 512, 4)]  # layer1 and layer4 3x3 convs
+    assert not used[(1, 64, 32)]  # a 1x1 downsample: too little work per call
+    demo = FusedSpikingFER(small_snn).set_int8(True)
+    assert not demo.int8
+    runner = SnnRunner(small_snn, device="cpu", warmup=1)
+    assert not runner.int8 and "wide enough" in runner.int8_rejected
 
 
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])

@@ -176,6 +176,10 @@ def _fan_tensor(geometry: Tuple[int, int, int, int, int], device: torch.device) 
     return _FAN_TENSORS[key]
 
 
+DIGITS_MIN_IN_CHANNELS = 64  #: int8 digit convolutions only for convs with at least this many input channels
+DIGITS_MIN_MACS = 8_000_000  #: ... and at least this many multiply-adds per step and face
+
+
 class FusedConv(nn.Module):
     """A conv with its BatchNorm folded in (bias included).
 
@@ -201,6 +205,17 @@ class FusedConv(nn.Module):
     def set_compute_dtype(self, dtype: torch.dtype) -> None:
         self.weight_compute = self.weight.to(dtype)
         self.bias_compute = self.bias.to(dtype)
+
+    def out_size(self, size: int) -> int:
+        """Output height (or width) for an input of ``size``."""
+        return (size + 2 * self.padding - self.kernel) // self.stride + 1
+
+    def worth_digits(self, in_size: int) -> bool:
+        """Whether int8 digits beat fp32 for this conv on ``in_size`` x ``in_size`` inputs (measured on x86:
+        they need >= 64 input channels and >= 8 M multiply-adds per step, else call overheads win)."""
+        in_channels = int(self.weight.shape[1])
+        macs = in_channels * self.out_channels * self.kernel ** 2 * self.out_size(in_size) ** 2
+        return in_channels >= DIGITS_MIN_IN_CHANNELS and macs >= DIGITS_MIN_MACS
 
     def set_int8(self, enabled: bool) -> None:
         from .digit_conv import DigitConv
@@ -252,8 +267,10 @@ class FusedBlock(nn.Module):
             stats.conv(f"{self.name}.conv1", sums, h, w, self.conv1)
             if self.down is not None:
                 stats.conv(f"{self.name}.downsample", sums, h, w, self.down)
-        x_in = x.to(torch.uint8) if self.conv1.digits is not None else x  # spikes and SEW sums: exact in uint8
-        out = self.conv1(x_in)
+        x8 = None  # spikes and SEW sums: exact in uint8, what the int8 digit convolutions read
+        if self.conv1.digits is not None or (self.down is not None and self.down.digits is not None):
+            x8 = x.to(torch.uint8)
+        out = self.conv1(x8 if self.conv1.digits is not None else x)
         n1 = f"{self.name}.sn1"
         state[n1] = if_steps(out.view(steps, t_b // steps, *out.shape[1:]), state.get(n1))
         if stats is not None:
@@ -267,7 +284,7 @@ class FusedBlock(nn.Module):
             stats.count(n2, out, steps)
         if self.down is None:
             return out.add_(x)
-        identity = self.down(x_in)
+        identity = self.down(x8 if self.down.digits is not None else x)
         nd = f"{self.name}.downsample_sn"
         state[nd] = if_steps(identity.view(steps, t_b // steps, *identity.shape[1:]), state.get(nd))
         if stats is not None:
@@ -286,6 +303,7 @@ class FusedSpikingFER(nn.Module):
             raise TypeError(f"FusedSpikingFER needs a SpikingFER, got {type(model).__name__}")
         enc = model.encoder
         self.timesteps = model.timesteps
+        self.input_size = int(model.config.input_size)
         self.n_classes = model.n_classes
         self.stem = FusedConv(enc.conv1, enc.bn1)
         blocks = []
@@ -302,21 +320,34 @@ class FusedSpikingFER(nn.Module):
 
     @property
     def int8(self) -> bool:
-        """Whether the convolutions after the stem run as fp32-accurate int8 digits (CPU, channels-last)."""
-        return self.blocks[0].conv1.digits is not None
+        """Whether some convolutions run as fp32-accurate int8 digits (CPU, channels-last)."""
+        return any(conv.digits is not None for conv, _ in self._spike_convs())
+
+    def _spike_convs(self) -> List[Tuple[FusedConv, int]]:
+        """The convolutions that read spikes, with their input size for the model's input."""
+        size = self.stem.out_size(self.input_size)
+        size = (size - 1) // 2 + 1  # max pool 3x3 / 2, padding 1
+        convs = []
+        for block in self.blocks:
+            convs.append((block.conv1, size))
+            convs.append((block.conv2, block.conv1.out_size(size)))
+            if block.down is not None:
+                convs.append((block.down, size))
+            size = block.conv1.out_size(size)
+        return convs
 
     def set_int8(self, enabled: bool = True) -> "FusedSpikingFER":
-        """Run every convolution that sees spikes as int8 digits (:mod:`~fer_perception.runtime.digit_conv`).
+        """Run the convolutions that see spikes as int8 digits (:mod:`~fer_perception.runtime.digit_conv`).
 
-        CPU only; the stem (whose input may be any float) stays fp32. Precision is that of fp32: the caller
-        still checks agreement once (``SnnRunner`` does). ``set_int8(False)`` returns to plain fp32.
+        CPU only. Only convolutions large enough to gain use digits (:meth:`FusedConv.worth_digits`: wide
+        layers; a narrow demo-size network keeps fp32 everywhere, and :attr:`int8` then stays False); the
+        stem (whose input may be any float) stays fp32. Precision is that of fp32: the caller still checks
+        agreement once (``SnnRunner`` does). ``set_int8(False)`` returns to fp32 everywhere.
         """
         if enabled and self.stem.weight.device.type != "cpu":
             raise RuntimeError("int8 digit convolutions run on the CPU only")
-        for block in self.blocks:
-            for conv in (block.conv1, block.conv2, block.down):
-                if conv is not None:
-                    conv.set_int8(enabled)
+        for conv, size in self._spike_convs():
+            conv.set_int8(enabled and conv.worth_digits(size))
         return self
 
     @property
