@@ -46,6 +46,12 @@ def digits_everywhere(monkeypatch):
     monkeypatch.setattr(snn_fused, "DIGITS_MIN_MACS", 0)
 
 
+def test_int8_dot_product_detection_reads_the_cpu_flags():
+    flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else ""
+    expected = any(f in flags.split() for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    assert digit_conv.has_int8_dot_product() == expected
+
+
 def test_weight_digits_reconstruct_the_weight_to_fp32_precision():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(16, 8, 3, 3, generator=g) * torch.logspace(-4, 1, 16).view(-1, 1, 1, 1)
@@ -129,7 +135,8 @@ def test_fused_int8_gives_the_fp32_spikes_and_logits(small_snn, digits_everywher
 
 
 @needs_int8
-def test_runner_uses_int8_on_the_cpu_by_default_and_streams_the_same(small_snn, digits_everywhere):
+def test_runner_uses_int8_on_the_cpu_by_default_and_streams_the_same(small_snn, digits_everywhere, monkeypatch):
+    monkeypatch.setattr(digit_conv, "has_int8_dot_product", lambda: True)  # CI runners may lack VNNI
     auto = SnnRunner(small_snn, device="cpu", warmup=1)
     off = SnnRunner(small_snn, device="cpu", warmup=1, int8=False)
     assert auto.int8 and auto.int8_rejected is None and auto.int8_max_diff is not None
@@ -155,8 +162,13 @@ def test_runner_says_why_int8_is_not_used(small_snn, digits_everywhere, monkeypa
     cnn = SnnRunner(_trained_like(CNNBaseline(n_classes=6, timesteps=6, width=0.25, input_size=64)),
                     device="cpu", warmup=1, int8=True)
     assert not cnn.int8 and "fused SNN" in cnn.int8_rejected
+    monkeypatch.setattr(digit_conv, "has_int8_dot_product", lambda: False)
+    old_cpu = SnnRunner(small_snn, device="cpu", warmup=1)
+    assert not old_cpu.int8 and "dot-product" in old_cpu.int8_rejected
+    forced = SnnRunner(small_snn, device="cpu", warmup=1, int8=True)
+    assert forced.int8 == digit_conv.available()
     monkeypatch.setattr(digit_conv, "available", lambda: False)
-    none = SnnRunner(small_snn, device="cpu", warmup=1)
+    none = SnnRunner(small_snn, device="cpu", warmup=1, int8=True)
     assert not none.int8 and "no oneDNN int8" in none.int8_rejected
 
 
@@ -166,7 +178,7 @@ def test_runner_rejects_int8_that_disagrees_with_fp32(small_snn, digits_everywhe
     # one digit only: 8-bit weights, visibly off fp32 (what the check is there to catch)
     monkeypatch.setattr(DigitConv, "__init__", lambda self, w, b, stride=1, padding=0, digits=3:
                         real_init(self, w, b, stride, padding, 1))
-    runner = SnnRunner(small_snn, device="cpu", warmup=1)
+    runner = SnnRunner(small_snn, device="cpu", warmup=1, int8=True)
     assert not runner.int8 and "disagree with fp32" in runner.int8_rejected
 
 
@@ -180,7 +192,7 @@ def test_only_wide_convolutions_use_digits(small_snn):
     assert not used[(1, 64, 32)]  # a 1x1 downsample: too little work per call
     demo = FusedSpikingFER(small_snn).set_int8(True)
     assert not demo.int8
-    runner = SnnRunner(small_snn, device="cpu", warmup=1)
+    runner = SnnRunner(small_snn, device="cpu", warmup=1, int8=True)
     assert not runner.int8 and "wide enough" in runner.int8_rejected
 
 

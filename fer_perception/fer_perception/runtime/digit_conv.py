@@ -14,23 +14,25 @@ error against a float64 convolution is the size of an fp32 convolution's (tested
 quantisation.
 
 Why: on CPUs with int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX) an int8 multiply-add costs a
-quarter of an fp32 one, so the three digit convolutions together run 1.3-1.5x faster than one fp32
-convolution (``bench/bench_snn.py``). Each digit is one oneDNN convolution
+quarter of an fp32 one, so the three digit convolutions together run about 1.2-1.5x faster than one fp32
+convolution on wide layers (``bench/bench_snn.py``). Each digit is one oneDNN convolution
 (``torch.ops.onednn.qconv2d_pointwise``, the kernel behind PyTorch's x86 int8 inference) with fp32 output,
 channels-last, the later digits accumulating into the same output.
 
-:func:`available` says whether this PyTorch build has the operators; :class:`DigitConv` is one prepacked
-convolution. Callers must check agreement with fp32 once (``SnnRunner`` does on its warm-up windows).
+:func:`available` says whether this PyTorch build has the operators, :func:`has_int8_dot_product` whether the
+CPU makes them pay off; :class:`DigitConv` is one prepacked convolution. Callers must check agreement with
+fp32 once (``SnnRunner`` does on its warm-up windows).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 from typing import List, Optional, Tuple
 
 import torch
 
-__all__ = ["DIGITS", "DigitConv", "available", "weight_digits"]
+__all__ = ["DIGITS", "DigitConv", "available", "has_int8_dot_product", "weight_digits"]
 
 DIGITS = 3  #: int8 digits per weight: 3 gives fp32 accuracy (2 would give ~16 bits, not exact)
 _MAX_PACKS = 4  # prepacked weights kept per input size
@@ -45,6 +47,24 @@ def available() -> bool:
                 and hasattr(ops, "qconv2d_pointwise"))
     except (AttributeError, RuntimeError):
         return False
+
+
+@lru_cache(maxsize=1)
+def has_int8_dot_product() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX; Linux ``/proc/cpuinfo``).
+
+    Without them oneDNN's int8 path is only about twice fp32's speed, so three digits would be slower than fp32:
+    the runtime uses digits by default only where this is True.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    except OSError:
+        pass
+    return False
 
 
 def weight_digits(weight: torch.Tensor, digits: int = DIGITS) -> Tuple[torch.Tensor, torch.Tensor]:

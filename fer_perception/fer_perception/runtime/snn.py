@@ -9,12 +9,12 @@
   (bfloat16 on the CPU) under the same check (SNN: only the convolutions run in half precision, membrane
   potentials stay fp32); when the check fails the runner stays in fp32 and says why
   (:attr:`SnnRunner.half_rejected`);
-- ``int8=None`` (auto) runs the SNN's convolutions after the stem, on the CPU, as fp32-accurate int8 digit
-  convolutions (:mod:`~fer_perception.runtime.digit_conv`: the spikes are exact in uint8 and each weight is
-  split into three int8 digits, so the result has fp32's accuracy, at 1.3-1.5x the speed of fp32 convolutions
-  on CPUs with int8 dot-product instructions); it is kept only if the warm-up windows give the fp32 logits
-  (within 1e-4 relative, same argmax), else the runner says why (:attr:`SnnRunner.int8_rejected`).
-  ``int8=False`` turns it off; not used with half precision or on CUDA;
+- ``int8=None`` (auto) runs the SNN's wide convolutions after the stem, on CPUs with int8 dot-product
+  instructions (VNNI/AMX), as fp32-accurate int8 digit convolutions (:mod:`~fer_perception.runtime.digit_conv`:
+  the spikes are exact in uint8 and each weight is split into three int8 digits, so the result has fp32's
+  accuracy, at about 1.2-1.5x the speed of fp32 convolutions); it is kept only if the warm-up windows give the
+  fp32 logits (within 1e-4 relative, same argmax), else the runner says why (:attr:`SnnRunner.int8_rejected`).
+  ``int8=True`` tries it on any CPU, ``int8=False`` turns it off; never with half precision or on CUDA;
 - every window starts from a fresh network state; faces are batched;
 - the SNN runs through :class:`~fer_perception.runtime.snn_fused.FusedSpikingFER` (BN folded, T folded into
   the batch, in-place IF neurons, readout summed once), equal to the SpikingJelly forward up to float
@@ -156,8 +156,16 @@ class SnnRunner:
         want_half = (self.device.type == "cuda") if half is None else bool(half)
         if want_half:
             self._try_half(warm, reference, half_tolerance)
-        want_int8 = (self.device.type == "cpu" and self.fused and not self.half) if int8 is None else bool(int8)
-        if want_int8:
+        if int8 is None:
+            from .digit_conv import has_int8_dot_product
+
+            if self.device.type == "cpu" and self.fused and not self.half:
+                if has_int8_dot_product():
+                    self._try_int8(warm, reference)
+                else:
+                    self.int8_rejected = ("this CPU has no int8 dot-product instructions (VNNI/AMX), where int8 "
+                                          "digits would be slower than fp32 (int8=True forces them)")
+        elif int8:
             self._try_int8(warm, reference)
 
     # ----------------------------------------------------------------------------------------------- set-up
@@ -216,7 +224,7 @@ class SnnRunner:
                 return
             got = self._logits(warm, stats=False)[0]
             self._logits(warm[:, :1], stats=True)  # and the batch-1 path, so that its first real call is warm
-        except RuntimeError as exc:  # e.g. a oneDNN build without a kernel for this CPU
+        except Exception as exc:  # noqa: BLE001 - e.g. a oneDNN build without a kernel for this CPU: stay fp32
             self._net.set_int8(False)
             self.int8_rejected = f"int8 forward failed: {exc}"
             return
