@@ -56,6 +56,11 @@ def collect() -> dict:
         info["cuda_available"] = bool(torch.cuda.is_available())
         info["device"] = torch.cuda.get_device_name(0) if info["cuda_available"] else "cpu"
         info["torch_threads"] = torch.get_num_threads()
+        from fer_perception.runtime import digit_conv
+
+        # the SNN's fp32-accurate int8 digit convolutions: used by default only where both hold
+        info["cpu_int8_digits"] = {"onednn_int8_ops": digit_conv.available(),
+                                   "int8_dot_product_cpu": digit_conv.has_int8_dot_product()}
     except ImportError:
         info["cuda_available"] = False
         info["device"] = "cpu (torch not installed)"
@@ -75,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
     t.add_row("python", info["python"])
     t.add_row("platform", info["platform"])
     t.add_row("compute device", info["device"])
+    if "cpu_int8_digits" in info:
+        d = info["cpu_int8_digits"]
+        used = d["onednn_int8_ops"] and d["int8_dot_product_cpu"]
+        t.add_row("SNN int8 digit convs (CPU)", "yes" if used else
+                  f"no (oneDNN int8 ops: {d['onednn_int8_ops']}, VNNI/AMX CPU: {d['int8_dot_product_cpu']})")
     for name, v in info["libraries"].items():
         t.add_row(name, v)
     t.add_row("event message types", "\n".join(info["event_message_types"]))
