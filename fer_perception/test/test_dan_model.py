@@ -270,16 +270,23 @@ def test_inference_logits_equals_the_official_model(num_head):
     keys = {k: v.clone() for k, v in m.state_dict().items()}
     fast = inference_logits(m)
     assert isinstance(fast.heads, FusedHeads) and fast.heads.conv.groups == num_head
-    assert not [mod for mod in fast.modules() if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))
-                and mod not in set(fast.features.modules())]
-    x = torch.randn(3, 3, 112, 112)
+    from fer_perception.models.winograd import WinogradConv3x3
+
+    assert len([mod for mod in fast.modules() if isinstance(mod, WinogradConv3x3)]) == 6  # layer2, layer3
+    batchnorms = [mod for mod in fast.modules() if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    assert len(batchnorms) == 1 + 4 + 5  # only the stem, layer1 and layer4 keep theirs (the ONNX export folds them)
+    plain = inference_logits(m, winograd_layers=())
+    assert not [mod for mod in plain.modules() if isinstance(mod, WinogradConv3x3)]
+    x = torch.randn(3, 3, 112, 112)  # layer3 at 7x7: the odd-size Winograd path
     with torch.no_grad():
-        ref, got = m(x)[0], fast(x)
+        ref, got, got_plain = m(x)[0], fast(x), plain(x)
         ref64 = copy_double(m)(x.double())[0]
     assert 0.5 < float(ref.abs().max()) < 50
-    assert (ref - got).abs().max() < 1e-5
+    assert (ref - got).abs().max() < 1e-5 and (ref - got_plain).abs().max() < 1e-5
     # no worse than the official graph's own float32 rounding (vs float64)
     assert (got.double() - ref64).abs().max() <= 3 * (ref.double() - ref64).abs().max() + 1e-6
+    with pytest.raises(ConfigError, match="stages 1..4"):
+        inference_logits(m, winograd_layers=(5,))
     assert all(torch.equal(m.state_dict()[k], v) for k, v in keys.items())  # the source model is untouched
     assert isinstance(m.cat_head0.sa.conv_1x3, torch.nn.Sequential)
 

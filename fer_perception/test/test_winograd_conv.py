@@ -1,0 +1,100 @@
+"""Winograd F(2x2, 3x3) convolution and the folded ResNet block: equal to the direct maths in torch and in
+onnxruntime (dynamic batch), odd sizes, bad convs refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fer_perception.models.resnet import BasicBlock
+from fer_perception.models.winograd import FusedBasicBlock, WinogradConv3x3, fold_conv_bn
+
+
+def _trained_like(module, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return module.eval()
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 7), (6, 9), (1, 2)])
+def test_winograd_equals_direct_conv_as_closely_as_the_direct_conv_itself(size):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(24, 40, 3, padding=1)
+    x = torch.randn(3, 24, *size)
+    wc = WinogradConv3x3.from_conv(conv)
+    with torch.no_grad():
+        ref64 = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+        direct, got = conv(x), wc(x)
+    assert got.shape == direct.shape == (3, 40, *size)
+    err_direct = float((direct.double() - ref64).abs().max())
+    err_wino = float((got.double() - ref64).abs().max())
+    assert err_wino <= 4 * err_direct + 1e-7, (err_wino, err_direct)
+    assert err_wino < 1e-5 * float(ref64.abs().max())
+
+
+def test_winograd_folds_batchnorm_and_handles_no_bias():
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1, bias=False)
+    bn = _trained_like(torch.nn.BatchNorm2d(16))
+    x = torch.randn(2, 16, 10, 10)
+    with torch.no_grad():
+        ref = bn(conv(x))
+        assert (WinogradConv3x3.from_conv(conv, bn)(x) - ref).abs().max() < 1e-5
+        assert (WinogradConv3x3.from_conv(conv)(x) - conv(x)).abs().max() < 1e-5
+    w, b = fold_conv_bn(conv, None)
+    assert w.dtype == torch.float64 and torch.equal(b, torch.zeros(16, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kwargs", [dict(stride=2, padding=1), dict(padding=0), dict(padding=1, groups=2),
+                                    dict(padding=2, dilation=2)])
+def test_winograd_refuses_convs_it_does_not_compute(kwargs):
+    with pytest.raises(ValueError, match="stride 1, padding 1"):
+        WinogradConv3x3.from_conv(torch.nn.Conv2d(8, 8, 3, **kwargs))
+    with pytest.raises(ValueError, match=r"\(C_out, C_in, 3, 3\)"):
+        WinogradConv3x3(torch.zeros(8, 8, 5, 5))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_basic_block_equals_the_block(stride):
+    torch.manual_seed(2)
+    down = None
+    if stride == 2:
+        down = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 1, stride=2, bias=False), torch.nn.BatchNorm2d(32))
+    block = _trained_like(BasicBlock(16, 32 if stride == 2 else 16, stride, down))
+    fused = FusedBasicBlock.from_block(block, winograd=True)
+    assert isinstance(fused.conv2, WinogradConv3x3)
+    assert isinstance(fused.conv1, WinogradConv3x3) == (stride == 1)  # stride-2 convs stay direct
+    assert not [m for m in fused.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    x = torch.randn(2, 16, 14, 14)
+    with torch.no_grad():
+        ref = block(x)
+        assert (fused(x) - ref).abs().max() < 1e-5 * max(1.0, float(ref.abs().max()))
+        plain = FusedBasicBlock.from_block(block, winograd=False)
+        assert not [m for m in plain.modules() if isinstance(m, WinogradConv3x3)]
+        assert (plain(x) - ref).abs().max() < 1e-5 * max(1.0, float(ref.abs().max()))
+
+
+def test_winograd_onnx_export_matches_torch_with_dynamic_batch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from fer_perception.runtime.onnx_backend import OnnxModel, export_onnx
+
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+    module = torch.nn.Sequential(WinogradConv3x3.from_conv(conv), torch.nn.ReLU()).eval()
+    path = export_onnx(module, (1, 32, 14, 14), tmp_path / "w.onnx", output_names=["out"])
+    sess = OnnxModel(path, device="cpu", threads=1)
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 32, 14, 14)).astype(np.float32)
+        with torch.no_grad():
+            ref = torch.relu(conv(torch.from_numpy(x))).numpy()
+        got = sess.run(x)[0]
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() < 1e-5
