@@ -3,17 +3,17 @@
 A 3x3 convolution (stride 1, padding 1) computes each 2x2 output tile from a 4x4 input tile with 16 products
 per input/output channel pair instead of 36 (Lavin & Gray 2016: ``Y = A^T [(G g G^T) . (B^T d B)] A``). Our
 form uses only ops onnxruntime runs well on a CPU, so it speeds up the exported ONNX graph with no custom
-kernel: the input transform is a 4x4 stride-2 conv with the 16 fixed ``B^T (.) B`` kernels applied to every
-channel separately (channels moved into the batch axis), the 16 products become one 1x1 conv with
-``groups=16`` over the channel sums (the ``(16 * C_out, C_in)`` weights ``G g G^T`` precomputed in float64),
-and the output transform is a 2x2 stride-2 transposed conv with the fixed ``A^T (.) A`` kernels. Two
-transposes move the 16 tile positions between the batch-of-channels and the channel-group layouts.
+kernel: the input transform is a 3-D conv (kernel (1, 4, 4), stride (1, 2, 2)) with the 16 fixed
+``B^T (.) B`` kernels applied to every channel separately, the 16 products become one 1x1 conv with
+``groups=16`` (the ``(16 * C_out, C_in)`` weights ``G g G^T`` precomputed in float64), and the output
+transform is a 3-D transposed conv (kernel (1, 2, 2), stride (1, 2, 2)) with the fixed ``A^T (.) A`` kernels.
+The 3-D form keeps the 16 tile positions on their own axis, so no transposes are needed.
 
 It is exact algebra: outputs equal the direct convolution up to float32 rounding (measured the same size as
-the direct conv's own rounding against float64). It pays where the maps are mid-sized and the channels many
-(ResNet-18 layer2 and layer3 at 224x224: 28x28x128 and 14x14x256, ~0.15 ms less per conv on 2 cores); at 56x56
-the transposes cost more than the products saved, and at 7x7x512 the 16/9 larger weights make the memory-bound
-layer4 slower (bench/bench_frame_models.py, docs in :func:`fer_perception.models.dan.inference_logits`).
+the direct conv's own rounding against float64). Through onnxruntime on 2 cores it pays where the maps are
+mid-sized and the channels many (ResNet-18 layer2 and layer3 at 224x224: 28x28x128 and 14x14x256, ~0.15 ms
+less per conv); at 56x56 the transforms' data movement costs more than the products save, and at 7x7x512 the
+16/9 larger weights slow down a layer that is already bound by reading its weights from memory.
 """
 
 from __future__ import annotations
@@ -87,17 +87,17 @@ class WinogradConv3x3(nn.Module):
         h, w = _static_size(x, 2), _static_size(x, 3)
         ty, tx = (h + 1) // 2, (w + 1) // 2
         c, o = self.in_channels, self.out_channels
-        # input transform: every channel's 4x4 tiles (stride 2) through the 16 B^T d B kernels
-        v = x.reshape(-1, 1, h, w)
+        # input transform: every channel's 4x4 tiles (stride 2) through the 16 B^T d B kernels, as a 3-D conv
+        # over (channel, y, x) with a (1, 4, 4) kernel, so the 16 tile positions come out as the leading axis
+        v = x.unsqueeze(1)                                                      # (B, 1, C, h, w)
         if h % 2 or w % 2:
-            v = F.conv2d(F.pad(v, (1, 1 + w % 2, 1, 1 + h % 2)), self.input_kernels, stride=2)
+            v = F.conv3d(F.pad(v, (1, 1 + w % 2, 1, 1 + h % 2)), self.input_kernels.unsqueeze(2), stride=(1, 2, 2))
         else:
-            v = F.conv2d(v, self.input_kernels, stride=2, padding=1)           # (B*C, 16, ty, tx)
-        v = v.reshape(-1, c, 16, ty * tx).transpose(1, 2).reshape(-1, 16 * c, ty, tx)
-        m = F.conv2d(v, self.product_weight, groups=16)                        # (B, 16*O, ty, tx)
-        m = m.reshape(-1, 16, o, ty * tx).transpose(1, 2).reshape(-1, 16, ty, tx)
-        y = F.conv_transpose2d(m, self.output_kernels, stride=2)               # (B*O, 1, 2ty, 2tx)
-        y = y.reshape(-1, o, 2 * ty, 2 * tx)
+            v = F.conv3d(v, self.input_kernels.unsqueeze(2), stride=(1, 2, 2), padding=(0, 1, 1))
+        m = F.conv2d(v.reshape(-1, 16 * c, ty, tx), self.product_weight, groups=16)  # (B, 16*O, ty, tx)
+        # output transform: the 16 positions through the A^T m A kernels, each to its 2x2 output tile
+        y = F.conv_transpose3d(m.reshape(-1, 16, o, ty, tx), self.output_kernels.unsqueeze(2), stride=(1, 2, 2))
+        y = y.reshape(-1, o, 2 * ty, 2 * tx)                                   # (B, O, 2ty, 2tx)
         if 2 * ty != h or 2 * tx != w:
             y = y[:, :, :h, :w]
         return y + self.bias

@@ -15,7 +15,8 @@ onnxruntime is exported once and cached (``$FER_PERCEPTION_CACHE`` or ``~/.cache
 by the file's sha256 and :data:`ONNX_EXPORT_VERSION`); both backends agree within 1e-4. The export uses
 :meth:`LoadedModel.export_module`: for DAN an inference-only copy with its attention branches re-parameterised
 into single convs, its heads batched and its layer2/layer3 convs as Winograd F(2x2, 3x3)
-(:func:`fer_perception.models.dan.inference_logits`, same maths, cheaper graph). Normalisation uses a per-channel lookup table, bit-identical to normalising each pixel.
+(:func:`fer_perception.models.dan.inference_logits`, same maths, cheaper graph). Normalisation uses a
+per-channel lookup table, bit-identical to normalising each pixel.
 """
 
 from __future__ import annotations
