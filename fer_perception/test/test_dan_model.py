@@ -272,21 +272,24 @@ def test_inference_logits_equals_the_official_model(num_head):
     assert isinstance(fast.heads, FusedHeads) and fast.heads.conv.groups == num_head
     from fer_perception.models.winograd import WinogradConv3x3
 
-    assert len([mod for mod in fast.modules() if isinstance(mod, WinogradConv3x3)]) == 6  # layer2, layer3
+    wino = [mod for mod in fast.modules() if isinstance(mod, WinogradConv3x3)]
+    assert sorted(w.tile for w in wino) == [2] * 6 + [4] * 3  # layer2 F(4x4), layer3 and layer4 F(2x2)
     batchnorms = [mod for mod in fast.modules() if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
-    assert len(batchnorms) == 1 + 4 + 5  # only the stem, layer1 and layer4 keep theirs (the ONNX export folds them)
-    plain = inference_logits(m, winograd_layers=())
+    assert len(batchnorms) == 1 + 4  # only the stem and layer1 keep theirs (the ONNX export folds them)
+    plain = inference_logits(m, winograd={})
     assert not [mod for mod in plain.modules() if isinstance(mod, WinogradConv3x3)]
-    x = torch.randn(3, 3, 112, 112)  # layer3 at 7x7: the odd-size Winograd path
+    x = torch.randn(3, 3, 112, 112)  # layer2 14x14 (F(4x4) pads to 16), layer3 7x7, layer4 4x4
     with torch.no_grad():
         ref, got, got_plain = m(x)[0], fast(x), plain(x)
         ref64 = copy_double(m)(x.double())[0]
     assert 0.5 < float(ref.abs().max()) < 50
-    assert (ref - got).abs().max() < 1e-5 and (ref - got_plain).abs().max() < 1e-5
+    scale = float(ref.abs().max())  # within 1e-5 of the logits' scale, like the other fused forms
+    assert (ref - got).abs().max() < 1e-5 * scale and (ref - got_plain).abs().max() < 1e-5 * scale
     # no worse than the official graph's own float32 rounding (vs float64)
     assert (got.double() - ref64).abs().max() <= 3 * (ref.double() - ref64).abs().max() + 1e-6
-    with pytest.raises(ConfigError, match="stages 1..4"):
-        inference_logits(m, winograd_layers=(5,))
+    for bad in ({5: 2}, {2: 3}):
+        with pytest.raises(ConfigError, match="stages 1..4 to output tiles 2 or 4"):
+            inference_logits(m, winograd=bad)
     assert all(torch.equal(m.state_dict()[k], v) for k, v in keys.items())  # the source model is untouched
     assert isinstance(m.cat_head0.sa.conv_1x3, torch.nn.Sequential)
 

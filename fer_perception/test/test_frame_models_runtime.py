@@ -270,13 +270,13 @@ def test_dan_onnx_export_uses_the_fused_heads(tmp_path):
     onnx_path, _ = fm.cached_onnx("dan", str(ckpt))
     nodes = onnx.load(onnx_path).graph.node
     convs = [n for n in nodes if n.op_type == "Conv"]
-    # ResNet-18 trunk (20 convs; the 6 stride-1 3x3 convs of layer2/layer3 as Winograd: input transform, grouped
+    # ResNet-18 trunk (20 convs; the 9 stride-1 3x3 convs of layer2-4 as Winograd: input transform, grouped
     # products, transposed-conv output transform) + one 1x1 conv and one grouped 3x3 conv for all heads
     # (unfused heads: 4 convs per head)
-    assert len(convs) == 20 + 6 + 2
-    assert len([n for n in nodes if n.op_type == "ConvTranspose"]) == 6
+    assert len(convs) == 20 + 9 + 2
+    assert len([n for n in nodes if n.op_type == "ConvTranspose"]) == 9
     groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in convs]
-    assert groups.count(16) == 6 and groups[-1] == 2
+    assert groups.count(36) == 3 and groups.count(16) == 6 and groups[-1] == 2
     assert not [n for n in nodes if n.op_type == "BatchNormalization"]  # all folded
 
 

@@ -21,10 +21,11 @@ re-parameterisation): in each spatial attention the BatchNorms are folded into t
 3x1 branches become one 3x3 conv. :func:`inference_logits` goes further for the runtime (the ONNX export uses
 it): a logits-only module whose ``num_head`` heads run as one batch (:class:`FusedHeads`: one 1x1 conv, one
 grouped 3x3 conv, attention pooling as one matmul, the channel-attention Linears batched with their BatchNorm
-folded, ``bn`` folded into ``fc``) and whose trunk runs the stride-1 3x3 convs of layer2 and layer3 as Winograd
-F(2x2, 3x3) (:mod:`fer_perception.models.winograd`, 16 instead of 36 products per 2x2 output tile). All of it
-is exact algebra; only float rounding differs (measured no larger than the official graph's own float32
-rounding). The training model and its state_dict keys are left as they are.
+folded, ``bn`` folded into ``fc``) and whose trunk runs the stride-1 3x3 convs of layer2, layer3 and layer4 as
+Winograd F(4x4, 3x3) / F(2x2, 3x3) (:mod:`fer_perception.models.winograd`: 36 instead of 144, 16 instead of 36
+products per output tile). All of it is exact algebra; only float rounding differs (measured ~2e-5 on logits
+of ~20, the size of the official graph's own float32 rounding against float64). The training model and its
+state_dict keys are left as they are.
 """
 
 from __future__ import annotations
@@ -285,30 +286,34 @@ class FusedDANLogits(nn.Module):
         return self.heads(self.features(x))
 
 
-#: ResNet-18 stages (1..4) whose stride-1 3x3 convs :func:`inference_logits` runs as Winograd F(2x2, 3x3):
-#: layer2 and layer3 (28x28x128, 14x14x256 at 224 px) gain ~0.15 ms per conv through onnxruntime on 2 cores;
-#: layer1 (56x56) loses to the transforms' data movement, layer4 (7x7x512) is bound by reading its weights,
-#: which Winograd makes 16/9 larger.
-WINOGRAD_LAYERS: Tuple[int, ...] = (2, 3)
+#: Winograd output tile (F(t x t, 3x3)) by ResNet-18 stage (1..4) for :func:`inference_logits`'s stride-1 3x3
+#: convs; stages left out stay direct. Chosen by measurement through onnxruntime on 2 cores at 224 px
+#: (A/B in one process, 4 chained convs per shape): layer2 (28x28x128) F(4x4) -0.3 ms per conv (F(2x2) -0.15),
+#: layer3 (14x14x256) F(2x2) -0.24 ms (F(4x4) pads 14 to 16 and gains less), layer4 (7x7x512) F(2x2) -0.07 ms
+#: (bound by reading its weights, which Winograd makes larger), layer1 (56x56x64) no gain (the transforms move
+#: too much data). Whole graph: ~19.6 -> ~17.7 ms.
+WINOGRAD_TILES: Dict[int, int] = {2: 4, 3: 2, 4: 2}
 
 
-def inference_logits(model: DAN, winograd_layers: Sequence[int] = WINOGRAD_LAYERS) -> FusedDANLogits:
+def inference_logits(model: DAN, winograd: Optional[Dict[int, int]] = None) -> FusedDANLogits:
     """An eval-only module computing ``model(x)[0]`` (the logits): heads fused (:class:`FusedHeads`), and in
-    the trunk stages ``winograd_layers`` (1..4) BatchNorms folded and the stride-1 3x3 convs computed as
-    Winograd F(2x2, 3x3) (:mod:`fer_perception.models.winograd`; ``()`` keeps the trunk as it is).
+    the trunk stages named in ``winograd`` (``{stage 1..4: output tile 2 or 4}``, default
+    :data:`WINOGRAD_TILES`; ``{}`` keeps the trunk as it is) BatchNorms folded and the stride-1 3x3 convs
+    computed as Winograd F(t x t, 3x3) (:mod:`fer_perception.models.winograd`).
 
     What the runtime exports to ONNX. ``model`` is not modified; the result must not be trained.
     """
     from fer_perception.models.winograd import FusedBasicBlock
 
-    bad = [i for i in winograd_layers if i not in (1, 2, 3, 4)]
+    tiles = dict(WINOGRAD_TILES if winograd is None else winograd)
+    bad = {k: v for k, v in tiles.items() if k not in (1, 2, 3, 4) or v not in (2, 4)}
     if bad:
-        raise ConfigError(f"winograd_layers are ResNet stages 1..4, got {list(winograd_layers)}")
+        raise ConfigError(f"winograd maps ResNet stages 1..4 to output tiles 2 or 4, got {bad}")
     src = copy.deepcopy(model).eval()
     features = src.features
-    for stage in sorted(set(int(i) for i in winograd_layers)):
+    for stage, tile in sorted(tiles.items()):
         layer = features[3 + stage]  # features: conv1, bn1, relu, maxpool, layer1..layer4
-        features[3 + stage] = nn.Sequential(*[FusedBasicBlock.from_block(b, winograd=True) for b in layer])
+        features[3 + stage] = nn.Sequential(*[FusedBasicBlock.from_block(b, tile) for b in layer])
     return FusedDANLogits(features, FusedHeads.from_dan(src)).eval()
 
 

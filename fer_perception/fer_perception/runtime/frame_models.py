@@ -14,7 +14,7 @@ the CPU, where it is several times faster per face (bench/bench_frame_models.py)
 onnxruntime is exported once and cached (``$FER_PERCEPTION_CACHE`` or ``~/.cache/fer_perception/onnx``, keyed
 by the file's sha256 and :data:`ONNX_EXPORT_VERSION`); both backends agree within 1e-4. The export uses
 :meth:`LoadedModel.export_module`: for DAN an inference-only copy with its attention branches re-parameterised
-into single convs, its heads batched and its layer2/layer3 convs as Winograd F(2x2, 3x3)
+into single convs, its heads batched and its layer2-4 convs as Winograd F(4x4 or 2x2, 3x3)
 (:func:`fer_perception.models.dan.inference_logits`, same maths, cheaper graph). Normalisation uses a
 per-channel lookup table, bit-identical to normalising each pixel.
 """
@@ -33,8 +33,9 @@ from fer_perception.errors import CheckpointError, ConfigError, ImageError
 KINDS = ("light", "dan", "agegender")
 #: Part of the ONNX cache key: bump when what :meth:`LoadedModel.export_module` exports changes
 #: (2: DAN spatial-attention branches fused; 3: DAN heads batched, BatchNorms folded; 4: DAN layer2/layer3
-#: 3x3 convs as Winograd F(2x2, 3x3); 5: its transforms as 3-D convs), so stale cached exports are not reused.
-ONNX_EXPORT_VERSION = 5
+#: 3x3 convs as Winograd F(2x2, 3x3); 5: its transforms as 3-D convs; 6: F(4x4) in layer2, layer4 too), so
+#: stale cached exports are not reused.
+ONNX_EXPORT_VERSION = 6
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 DEMO_WEIGHTS = {
     "light": os.path.join(WEIGHTS_DIR, "light_fer_synthetic_demo.pt"),
