@@ -66,21 +66,24 @@ class WinogradConv3x3(nn.Module):
     the tile get more zero padding at the bottom/right and the extra output rows/columns are cut off.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, tile: int = 2):
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, tile: int = 2, groups: int = 1):
         super().__init__()
         if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
             raise ValueError(f"WinogradConv3x3 needs a (C_out, C_in, 3, 3) weight, got {tuple(weight.shape)}")
         if tile not in _MATRICES:
             raise ValueError(f"WinogradConv3x3 output tile must be one of {sorted(_MATRICES)}, got {tile}")
         w = weight.detach().double().cpu()
-        c_out, c_in = int(w.shape[0]), int(w.shape[1])
-        self.in_channels, self.out_channels, self.tile = c_in, c_out, int(tile)
+        c_out, c_in = int(w.shape[0]), int(w.shape[1]) * int(groups)
+        if groups < 1 or c_out % groups:
+            raise ValueError(f"WinogradConv3x3: {c_out} output channels do not split into {groups} groups")
+        self.in_channels, self.out_channels, self.tile, self.groups = c_in, c_out, int(tile), int(groups)
         a = tile + 2  # input tile size
         self.positions = a * a
         bt, g, at = (torch.tensor(m, dtype=torch.float64) for m in _MATRICES[tile])
         dtype = weight.dtype if weight.is_floating_point() else torch.float32
-        # product weights, tile position k = a*u + v major: (a^2 * C_out, C_in, 1, 1) for a grouped 1x1 conv
-        u = torch.einsum("ui,ocij,vj->uvoc", g, w, g).reshape(a * a * c_out, c_in, 1, 1)
+        # product weights, tile position k = a*u + v major: (a^2 * C_out, C_in / groups, 1, 1) for a 1x1 conv
+        # with a^2 * groups groups (channel groups stay inside each position's block)
+        u = torch.einsum("ui,ocij,vj->uvoc", g, w, g).reshape(a * a * c_out, c_in // groups, 1, 1)
         self.register_buffer("product_weight", u.to(dtype))
         self.register_buffer("input_kernels", torch.einsum("ui,vj->uvij", bt, bt).reshape(a * a, 1, a, a).to(dtype))
         self.register_buffer("output_kernels",
@@ -90,12 +93,12 @@ class WinogradConv3x3(nn.Module):
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, bn: Optional[nn.BatchNorm2d] = None, tile: int = 2) -> "WinogradConv3x3":
-        """From a 3x3, stride-1, padding-1, ungrouped, undilated ``conv`` (with ``bn`` folded in when given)."""
+        """From a 3x3, stride-1, padding-1, undilated ``conv``, grouped or not (``bn`` folded in when given)."""
         if (tuple(conv.kernel_size) != (3, 3) or tuple(conv.stride) != (1, 1) or tuple(conv.padding) != (1, 1)
-                or tuple(conv.dilation) != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros"):
-            raise ValueError(f"WinogradConv3x3 needs a 3x3 conv with stride 1, padding 1, no groups: {conv}")
+                or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros"):
+            raise ValueError(f"WinogradConv3x3 needs a 3x3 conv with stride 1, padding 1, no dilation: {conv}")
         w, b = fold_conv_bn(conv, bn)
-        return cls(w.to(conv.weight.dtype), b.to(conv.weight.dtype), tile).to(conv.weight.device)
+        return cls(w.to(conv.weight.dtype), b.to(conv.weight.dtype), tile, conv.groups).to(conv.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = _static_size(x, 2), _static_size(x, 3)
@@ -110,7 +113,7 @@ class WinogradConv3x3(nn.Module):
             v = F.conv3d(F.pad(v, (1, 1 + tx * t - w, 1, 1 + ty * t - h)), kin, stride=(1, t, t))
         else:
             v = F.conv3d(v, kin, stride=(1, t, t), padding=(0, 1, 1))
-        m = F.conv2d(v.reshape(-1, n * c, ty, tx), self.product_weight, groups=n)  # (B, n*O, ty, tx)
+        m = F.conv2d(v.reshape(-1, n * c, ty, tx), self.product_weight, groups=n * self.groups)  # (B, n*O, ty, tx)
         # output transform: the n positions through the A^T m A kernels, each to its t x t output tile
         y = F.conv_transpose3d(m.reshape(-1, n, o, ty, tx), self.output_kernels.unsqueeze(2), stride=(1, t, t))
         y = y.reshape(-1, o, t * ty, t * tx)                                   # (B, O, t*ty, t*tx)
