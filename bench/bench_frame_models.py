@@ -8,10 +8,11 @@ every model <= 5 ms per face on a GPU (measured only when CUDA exists; otherwise
 
 DAN uses the official architecture (19.7 M parameters, 224x224) with random weights and trained-like
 BatchNorm statistics - the speed does not depend on the values. Its onnxruntime graph is the runtime's export
-(``models/dan.inference_logits``: attention branches and heads fused, BatchNorms folded, layer2/layer3 convs as
-Winograd F(2x2, 3x3)); for comparison the same run also measures the earlier export (only the attention
-branches fused, ``fuse_for_inference``) and the earlier per-pixel float normalisation ("before" rows; both give
-the same outputs within float rounding, the normalisation bit for bit). The light and age/gender models are the
+(``models/dan.inference_logits``: attention branches and heads fused, BatchNorms folded, the stride-1 3x3
+convs of layer2-4 as Winograd F(4x4 / 2x2, 3x3)); for comparison the same run also measures the earlier export
+(only the attention branches fused, ``fuse_for_inference``) and the earlier per-pixel float normalisation
+("before" rows, measured alternately with the current ones in two rounds; both give the same outputs within
+float rounding, the normalisation bit for bit). The light and age/gender models are the
 synthetic demo weights when present, else random ones of the same configuration. Each model and backend is
 measured in its own phase (a pause, warm-up runs, then the timed repeats): interleaving torch and onnxruntime
 calls made each slow the other, since torch's OpenMP workers keep spinning for a while after a call and
