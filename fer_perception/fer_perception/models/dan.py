@@ -47,6 +47,7 @@ from fer_perception.models.frame_checkpoint import (
     torch_load,
 )
 from fer_perception.models.resnet import resnet18
+from fer_perception.models.winograd import FusedBasicBlock, static_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -260,11 +261,11 @@ class FusedHeads(nn.Module):
         return out.to(ref.device).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = static_size(x, 2) * static_size(x, 3)                       # pixels (static in an ONNX export)
         y = torch.relu(self.conv(self.conv1x1(x)))                       # (B, H * C, h, w)
-        s = y.unflatten(1, (self.num_head, self.channels)).sum(dim=2)    # (B, H, h, w): each head's spatial map
-        s = s.flatten(2)                                                 # (B, H, P)
-        xf = x.flatten(2)                                                # (B, C, P)
-        pooled = torch.matmul(s, xf.transpose(1, 2)) / xf.shape[2]      # (B, H, C) = GAP(x * s) per head
+        s = y.reshape(-1, self.num_head, self.channels, p).sum(dim=2)    # (B, H, P): each head's spatial map
+        xf = x.reshape(-1, self.channels, p)                             # (B, C, P)
+        pooled = torch.matmul(s, xf.transpose(1, 2)) / p               # (B, H, C) = GAP(x * s) per head
         pooled = pooled.unsqueeze(2)                                     # (B, H, 1, C)
         att = torch.relu(torch.matmul(pooled, self.ca_w1) + self.ca_b1)
         att = torch.sigmoid(torch.matmul(att, self.ca_w2) + self.ca_b2)
@@ -303,8 +304,6 @@ def inference_logits(model: DAN, winograd: Optional[Dict[int, int]] = None) -> F
 
     What the runtime exports to ONNX. ``model`` is not modified; the result must not be trained.
     """
-    from fer_perception.models.winograd import FusedBasicBlock
-
     tiles = dict(WINOGRAD_TILES if winograd is None else winograd)
     bad = {k: v for k, v in tiles.items() if k not in (1, 2, 3, 4) or v not in (2, 4)}
     if bad:

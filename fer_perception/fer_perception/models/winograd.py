@@ -50,7 +50,7 @@ def fold_conv_bn(conv: nn.Conv2d, bn: Optional[nn.BatchNorm2d]) -> Tuple[torch.T
     return w * scale[:, None, None, None], bn.bias.detach().double() + (b - bn.running_mean.detach().double()) * scale
 
 
-def _static_size(x: torch.Tensor, dim: int) -> int:
+def static_size(x: torch.Tensor, dim: int) -> int:
     """``x.shape[dim]`` as a Python int: an ONNX export keeps spatial sizes static (only the batch axis is
     dynamic), so the graph needs no Shape/Gather ops; the tracer's warning about it is expected."""
     with warnings.catch_warnings():
@@ -101,7 +101,7 @@ class WinogradConv3x3(nn.Module):
         return cls(w.to(conv.weight.dtype), b.to(conv.weight.dtype), tile, conv.groups).to(conv.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = _static_size(x, 2), _static_size(x, 3)
+        h, w = static_size(x, 2), static_size(x, 3)
         t, n = self.tile, self.positions
         ty, tx = -(-h // t), -(-w // t)
         c, o = self.in_channels, self.out_channels

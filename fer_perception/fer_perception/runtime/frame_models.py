@@ -33,9 +33,9 @@ from fer_perception.errors import CheckpointError, ConfigError, ImageError
 KINDS = ("light", "dan", "agegender")
 #: Part of the ONNX cache key: bump when what :meth:`LoadedModel.export_module` exports changes
 #: (2: DAN spatial-attention branches fused; 3: DAN heads batched, BatchNorms folded; 4: DAN layer2/layer3
-#: 3x3 convs as Winograd F(2x2, 3x3); 5: its transforms as 3-D convs; 6: F(4x4) in layer2, layer4 too), so
-#: stale cached exports are not reused.
-ONNX_EXPORT_VERSION = 6
+#: 3x3 convs as Winograd F(2x2, 3x3); 5: its transforms as 3-D convs; 6: F(4x4) in layer2, layer4 too;
+#: 7: static head reshapes), so stale cached exports are not reused.
+ONNX_EXPORT_VERSION = 7
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 DEMO_WEIGHTS = {
     "light": os.path.join(WEIGHTS_DIR, "light_fer_synthetic_demo.pt"),
