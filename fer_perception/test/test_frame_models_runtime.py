@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -252,6 +254,18 @@ def test_onnx_cache_key_includes_the_export_version(tmp_path, monkeypatch):
     monkeypatch.setattr(fm, "ONNX_EXPORT_VERSION", fm.ONNX_EXPORT_VERSION + 1)
     second, _ = fm.cached_onnx("light", str(path))
     assert first != second
+    # the stale export of the same weights is removed (DAN's are ~100 MB); other weights' exports stay, and
+    # files of the earlier naming scheme go
+    assert os.path.isfile(second) and not os.path.exists(first)
+    cache = os.path.dirname(second)
+    other = os.path.join(cache, "light-0123456789ab-0123456789ab.onnx")
+    legacy = os.path.join(cache, "light-0123456789abcdef0123.onnx")
+    for p in (other, legacy):
+        open(p, "wb").close()
+    monkeypatch.setattr(fm, "ONNX_EXPORT_VERSION", fm.ONNX_EXPORT_VERSION + 2)
+    third, _ = fm.cached_onnx("light", str(path))
+    assert os.path.isfile(third) and not os.path.exists(second)
+    assert os.path.exists(other) and not os.path.exists(legacy)
 
 
 def test_dan_onnx_export_uses_the_fused_heads(tmp_path):

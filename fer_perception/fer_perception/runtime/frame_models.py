@@ -302,8 +302,10 @@ def cached_onnx(kind: str, checkpoint: Optional[str], classes: Any = None) -> Tu
                 h.update(chunk)
     except OSError as exc:
         raise CheckpointError(f"checkpoint file not found or unreadable: {src} ({exc})") from exc
+    weights = h.hexdigest()[:12]
     h.update(repr((kind, classes, torch.__version__, ONNX_EXPORT_VERSION)).encode())
-    name = f"{kind}-{h.hexdigest()[:20]}.onnx"
+    # <kind>-<weights>-<export>: exports of the same weights by other versions can be found and removed
+    name = f"{kind}-{weights}-{h.hexdigest()[:12]}.onnx"
     tmpdir = None
     cache = onnx_cache_dir()
     try:
@@ -324,7 +326,28 @@ def cached_onnx(kind: str, checkpoint: Optional[str], classes: Any = None) -> Tu
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+    if tmpdir is None:
+        _remove_stale_exports(cache, kind, weights, keep=name)
     return path, tmpdir
+
+
+def _remove_stale_exports(cache: str, kind: str, weights: str, keep: str) -> None:
+    """Delete cached exports of the same weights made by another export version or torch (DAN's are ~100 MB),
+    and files of the earlier ``<kind>-<20 hex>.onnx`` naming, which only older versions wrote."""
+    import re
+
+    old_scheme = re.compile(rf"^{re.escape(kind)}-[0-9a-f]{{20}}\.onnx$")
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return
+    for other in names:
+        if other != keep and (other.startswith(f"{kind}-{weights}-") and other.endswith(".onnx")
+                              or old_scheme.match(other)):
+            try:
+                os.remove(os.path.join(cache, other))
+            except OSError:  # another process may be using or removing it: harmless to leave
+                pass
 
 
 class _FrameModel:
