@@ -12,6 +12,8 @@ from fer_perception import labels as L
 from fer_perception.errors import CheckpointError, ConfigError
 from fer_perception.models.dan import DAN, AffinityLoss, PartitionLoss, classes_for, load_dan
 from fer_perception.models.resnet import resnet18, resnet34
+from model_helpers import trained_like
+
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference",
                          "dan_affectnet8_state_dict.txt")
@@ -206,24 +208,11 @@ def test_backbone_weights_map_into_dan_features(tmp_path):
         load_backbone_weights(dan, str(path))
 
 
-def _trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every BatchNorm non-trivial affine parameters and running statistics (what fusion has to fold)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model.eval()
-
-
 def test_fused_spatial_attention_equals_the_three_branches():
     from fer_perception.models.dan import FusedSpatialAttention, SpatialAttention
 
     torch.manual_seed(0)
-    sa = _trained_like(SpatialAttention())
+    sa = trained_like(SpatialAttention(), bias_scale=0.1)
     fused = FusedSpatialAttention.from_spatial_attention(sa)
     x = torch.randn(3, 512, 7, 7)
     with torch.no_grad():
@@ -237,7 +226,7 @@ def test_fuse_for_inference_keeps_outputs_and_leaves_the_model_alone():
     from fer_perception.models.dan import FusedSpatialAttention, fuse_for_inference
 
     torch.manual_seed(0)
-    m = _trained_like(DAN(num_class=8, num_head=4))
+    m = trained_like(DAN(num_class=8, num_head=4), bias_scale=0.1)
     with torch.no_grad():
         m.fc.weight.mul_(0.0002)  # logits of order 1-10
     keys = {k: v.clone() for k, v in m.state_dict().items()}
@@ -262,7 +251,7 @@ def test_inference_logits_equals_the_official_model(num_head):
     from fer_perception.models.dan import FusedHeads, inference_logits
 
     torch.manual_seed(0)
-    m = _trained_like(DAN(num_class=7, num_head=num_head))
+    m = trained_like(DAN(num_class=7, num_head=num_head), bias_scale=0.1)
     with torch.no_grad():
         m.fc.weight.mul_(0.0002)  # logits of order 1-10
         for i in range(num_head):  # a channel attention whose gates differ from 0.5 (trained DAN heads do)

@@ -12,31 +12,16 @@ from fer_perception.runtime import digit_conv, snn_fused
 from fer_perception.runtime.digit_conv import DigitConv, weight_digits
 from fer_perception.runtime.snn import SnnRunner, StreamingSnn
 from fer_perception.runtime.snn_fused import FusedSpikingFER, LayerStats, max_pool_3x3_s2
+from model_helpers import spike_frames, trained_like
+
 
 needs_int8 = pytest.mark.skipif(not digit_conv.available(), reason="no oneDNN int8 convolution in this torch")
-
-
-def _trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.3)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model.eval()
-
-
-def _frames(b, t=6, size=64, density=0.1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(b, t, 2, size, size, generator=g) < density).float()
 
 
 @pytest.fixture(scope="module")
 def small_snn():
     torch.manual_seed(0)
-    return _trained_like(SpikingFER(n_classes=6, timesteps=6, width=0.25, input_size=64))
+    return trained_like(SpikingFER(n_classes=6, timesteps=6, width=0.25, input_size=64))
 
 
 @pytest.fixture
@@ -108,7 +93,7 @@ def test_digit_conv_wants_uint8():
 
 @needs_int8
 def test_fused_int8_gives_the_fp32_spikes_and_logits(small_snn, digits_everywhere):
-    x = _frames(3, seed=2).permute(1, 0, 2, 3, 4).contiguous()
+    x = spike_frames(3, seed=2).permute(1, 0, 2, 3, 4).contiguous()
     fp32 = FusedSpikingFER(small_snn).eval()
     int8 = FusedSpikingFER(small_snn).eval().set_int8(True)
     assert int8.int8 and not fp32.int8
@@ -141,7 +126,7 @@ def test_runner_uses_int8_on_the_cpu_by_default_and_streams_the_same(small_snn, 
     off = SnnRunner(small_snn, device="cpu", warmup=1, int8=False)
     assert auto.int8 and auto.int8_rejected is None and auto.int8_max_diff is not None
     assert not off.int8 and off.int8_rejected is None
-    frames = _frames(2, seed=9)
+    frames = spike_frames(2, seed=9)
     a, b = auto.predict(frames), off.predict(frames)
     assert np.allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5 * np.abs(b.logits).max())
     for name in b.firing_rates:
@@ -159,7 +144,7 @@ def test_runner_says_why_int8_is_not_used(small_snn, digits_everywhere, monkeypa
     if asked.half:
         assert not asked.int8 and "half precision" in asked.int8_rejected
     torch.manual_seed(0)
-    cnn = SnnRunner(_trained_like(CNNBaseline(n_classes=6, timesteps=6, width=0.25, input_size=64)),
+    cnn = SnnRunner(trained_like(CNNBaseline(n_classes=6, timesteps=6, width=0.25, input_size=64)),
                     device="cpu", warmup=1, int8=True)
     assert not cnn.int8 and "fused SNN" in cnn.int8_rejected
     monkeypatch.setattr(digit_conv, "has_int8_dot_product", lambda: False)
@@ -185,7 +170,7 @@ def test_runner_rejects_int8_that_disagrees_with_fp32(small_snn, digits_everywhe
 @needs_int8
 def test_only_wide_convolutions_use_digits(small_snn):
     torch.manual_seed(0)
-    full = FusedSpikingFER(_trained_like(SpikingFER(n_classes=7))).set_int8(True)
+    full = FusedSpikingFER(trained_like(SpikingFER(n_classes=7))).set_int8(True)
     used = {(conv.kernel, int(conv.weight.shape[1]), size): conv.digits is not None
             for conv, size in full._spike_convs()}
     assert used[(3, 64, 32)] and used[(3, 512, 4)]  # layer1 and layer4 3x3 convs

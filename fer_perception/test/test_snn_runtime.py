@@ -13,32 +13,16 @@ from fer_perception.models.spiking_fer import CNNBaseline, SpikingFER
 from fer_perception.runtime.snn import SnnInputError, SnnRunner, StreamingSnn
 from fer_perception.runtime.snn_energy import cnn_baseline_macs, conv_out_size, fanout_map
 from fer_perception.runtime.snn_fused import FusedSpikingFER, LayerStats, if_steps
+from model_helpers import spike_frames, trained_like
+
 
 SMALL = dict(width=0.25, input_size=64)
-
-
-def _trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial BN statistics and residual scales so that every layer fires (like a trained model)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.3)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model.eval()
-
-
-def _frames(b, t=6, size=64, density=0.1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(b, t, 2, size, size, generator=g) < density).float()
 
 
 @pytest.fixture(scope="module")
 def small_snn():
     torch.manual_seed(0)
-    return _trained_like(SpikingFER(n_classes=6, timesteps=6, **SMALL))
+    return trained_like(SpikingFER(n_classes=6, timesteps=6, **SMALL))
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +42,8 @@ def test_if_steps_matches_the_if_equations():
 
 def test_fused_equals_spikingjelly_forward_full_size():
     torch.manual_seed(1)
-    model = _trained_like(SpikingFER(), seed=1)
-    x = _frames(2, size=128, seed=1).permute(1, 0, 2, 3, 4).contiguous()
+    model = trained_like(SpikingFER(), seed=1)
+    x = spike_frames(2, size=128, seed=1).permute(1, 0, 2, 3, 4).contiguous()
     fused = FusedSpikingFER(model)
     with torch.inference_mode():
         ref = model(x)
@@ -69,7 +53,7 @@ def test_fused_equals_spikingjelly_forward_full_size():
 
 
 def test_runner_probabilities_and_outputs(runner, small_snn):
-    frames = _frames(3)
+    frames = spike_frames(3)
     out = runner.predict(frames.numpy())
     assert out.probabilities.shape == (3, 6) and out.probabilities.dtype == np.float32
     assert np.allclose(out.probabilities.sum(1), 1.0, atol=1e-5)
@@ -85,7 +69,7 @@ def test_runner_probabilities_and_outputs(runner, small_snn):
 
 
 def test_windows_are_independent_and_batching_changes_nothing(runner):
-    a, b = _frames(1, seed=2), _frames(1, seed=3, density=0.2)
+    a, b = spike_frames(1, seed=2), spike_frames(1, seed=3, density=0.2)
     alone = runner.predict(b).logits
     runner.predict(a)
     assert np.array_equal(runner.predict(b).logits, alone)
@@ -97,7 +81,7 @@ def test_windows_are_independent_and_batching_changes_nothing(runner):
 
 
 def test_streaming_reproduces_the_window_exactly(runner):
-    frames = _frames(2, seed=4)
+    frames = spike_frames(2, seed=4)
     window = runner.predict(frames)
     stream = StreamingSnn(runner)
     outs = [stream.push(frames[:, t]) for t in range(6)]
@@ -113,16 +97,16 @@ def test_streaming_reproduces_the_window_exactly(runner):
 
 def test_streaming_rejects_a_batch_change_and_bad_frames(runner):
     stream = StreamingSnn(runner)
-    stream.push(_frames(2)[:, 0])
+    stream.push(spike_frames(2)[:, 0])
     with pytest.raises(SnnInputError, match="batch changed"):
-        stream.push(_frames(3)[:, 0])
+        stream.push(spike_frames(3)[:, 0])
     with pytest.raises(SnnInputError, match=r"\(B, 2, 64, 64\)"):
         stream.push(torch.zeros(2, 2, 32, 32))
 
 
 def test_energy_sops_match_a_brute_force_count(small_snn):
     fused = FusedSpikingFER(small_snn)
-    x = _frames(2, seed=5).permute(1, 0, 2, 3, 4).contiguous()
+    x = spike_frames(2, seed=5).permute(1, 0, 2, 3, 4).contiguous()
     st = LayerStats(2, torch.device("cpu"))
     with torch.inference_mode():
         fused(x.clone(), st)
@@ -140,7 +124,7 @@ def test_energy_sops_match_a_brute_force_count(small_snn):
 
 
 def test_energy_estimate_snn_vs_cnn(runner):
-    out = runner.predict(_frames(2))
+    out = runner.predict(spike_frames(2))
     e = out.energy
     assert e.snn_sops.shape == (2,) and np.all(e.snn_sops > 0)
     assert e.snn_macs == 6 * 128
@@ -186,7 +170,7 @@ def test_half_precision_is_checked_against_fp32(small_snn):
     if loose.half:
         assert loose.compute_dtype == torch.bfloat16 and loose.dtype == torch.float32
         assert loose.half_max_diff is not None
-        out = loose.predict(_frames(1))
+        out = loose.predict(spike_frames(1))
         assert np.allclose(out.probabilities.sum(), 1.0, atol=1e-3)
     else:  # only an argmax change may reject it with tolerance 1
         assert "predicted class" in loose.half_rejected
@@ -199,8 +183,8 @@ def test_runner_from_checkpoint_and_cnn(tmp_path, small_snn):
     save_checkpoint(path, small_snn, {"classes": classes, "provenance": {"synthetic": True}})
     r = SnnRunner(str(path), device="cpu", warmup=1)
     assert r.classes == classes and r.meta.synthetic
-    cnn = SnnRunner(_trained_like(CNNBaseline(**SMALL)), device="cpu", warmup=1)
-    out = cnn.predict(_frames(2))
+    cnn = SnnRunner(trained_like(CNNBaseline(**SMALL)), device="cpu", warmup=1)
+    out = cnn.predict(spike_frames(2))
     assert out.probabilities.shape == (2, 6) and out.energy is None and out.firing_rates == {}
     with pytest.raises(ConfigError, match="fused=True"):
         StreamingSnn(cnn)
@@ -217,7 +201,7 @@ def test_bad_inputs_and_devices_are_named(runner, small_snn):
         runner.predict(np.zeros((0, 6, 2, 64, 64)))
     with pytest.raises(SnnInputError, match="dtype"):
         runner.predict(np.zeros((1, 6, 2, 64, 64), dtype=object))
-    one = runner.predict(_frames(1)[0])
+    one = runner.predict(spike_frames(1)[0])
     assert one.probabilities.shape == (1, 6)
     with pytest.raises(ConfigError, match="device"):
         SnnRunner(small_snn, device="tpu")
@@ -232,7 +216,7 @@ def test_bad_inputs_and_devices_are_named(runner, small_snn):
 
 def test_compute_dtype_round_trip_keeps_fp32_weights(small_snn):
     fused = FusedSpikingFER(small_snn)
-    x = _frames(1, seed=6).permute(1, 0, 2, 3, 4).contiguous()
+    x = spike_frames(1, seed=6).permute(1, 0, 2, 3, 4).contiguous()
     with torch.inference_mode():
         ref = fused(x.clone())
         fused.set_compute_dtype(torch.bfloat16)

@@ -10,18 +10,7 @@ import torch.nn.functional as F
 
 from fer_perception.models.resnet import BasicBlock
 from fer_perception.models.winograd import FusedBasicBlock, WinogradConv3x3, fold_conv_bn
-
-
-def _trained_like(module, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return module.eval()
+from model_helpers import trained_like
 
 
 @pytest.mark.parametrize("tile,size", [(2, (8, 8)), (2, (7, 7)), (2, (6, 9)), (2, (1, 2)), (4, (8, 8)),
@@ -59,7 +48,7 @@ def test_grouped_winograd_equals_the_grouped_conv(tile):
 def test_winograd_folds_batchnorm_and_handles_no_bias():
     torch.manual_seed(1)
     conv = torch.nn.Conv2d(16, 16, 3, padding=1, bias=False)
-    bn = _trained_like(torch.nn.BatchNorm2d(16))
+    bn = trained_like(torch.nn.BatchNorm2d(16), bias_scale=0.1)
     x = torch.randn(2, 16, 10, 10)
     with torch.no_grad():
         ref = bn(conv(x))
@@ -85,7 +74,7 @@ def test_fused_basic_block_equals_the_block(stride):
     down = None
     if stride == 2:
         down = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 1, stride=2, bias=False), torch.nn.BatchNorm2d(32))
-    block = _trained_like(BasicBlock(16, 32 if stride == 2 else 16, stride, down))
+    block = trained_like(BasicBlock(16, 32 if stride == 2 else 16, stride, down), bias_scale=0.1)
     fused = FusedBasicBlock.from_block(block, tile=4)
     assert isinstance(fused.conv2, WinogradConv3x3)
     assert isinstance(fused.conv1, WinogradConv3x3) == (stride == 1)  # stride-2 convs stay direct
