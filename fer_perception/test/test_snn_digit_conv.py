@@ -120,6 +120,27 @@ def test_fused_int8_gives_the_fp32_spikes_and_logits(small_snn, digits_everywher
 
 
 @needs_int8
+def test_full_size_int8_equals_the_spikingjelly_forward():
+    """The full-width network at 128 px (the digits' real use): same logits as SpikingJelly, same spikes as fp32."""
+    torch.manual_seed(1)
+    model = trained_like(SpikingFER(), seed=1)
+    x = spike_frames(2, size=128, seed=1).permute(1, 0, 2, 3, 4).contiguous()
+    int8 = FusedSpikingFER(model).set_int8(True)
+    assert int8.int8
+    s8, s32 = LayerStats(2), LayerStats(2)
+    with torch.inference_mode():
+        ref = model(x)
+        got = int8(x.clone(), s8)
+        FusedSpikingFER(model)(x.clone(), s32)
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max())), (got, ref)
+    assert torch.equal(got.argmax(1), ref.argmax(1))
+    s8.finalize()
+    s32.finalize()
+    for name in s32.spikes:
+        assert np.array_equal(s8.spikes[name], s32.spikes[name]), name
+
+
+@needs_int8
 def test_runner_uses_int8_on_the_cpu_by_default_and_streams_the_same(small_snn, digits_everywhere, monkeypatch):
     monkeypatch.setattr(digit_conv, "has_int8_dot_product", lambda: True)  # CI runners may lack VNNI
     auto = SnnRunner(small_snn, device="cpu", warmup=1)

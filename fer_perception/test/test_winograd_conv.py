@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from fer_perception.models.resnet import BasicBlock
-from fer_perception.models.winograd import FusedBasicBlock, WinogradConv3x3, fold_conv_bn
+from fer_perception.models.fold import fold_conv_bn
+from fer_perception.models.winograd import FusedBasicBlock, WinogradConv3x3
 from model_helpers import trained_like
 
 

@@ -46,6 +46,7 @@ from fer_perception.models.frame_checkpoint import (
     load_state_dict_strict,
     torch_load,
 )
+from fer_perception.models.fold import fold_conv_bn, fold_linear_bn
 from fer_perception.models.resnet import resnet18
 from fer_perception.models.winograd import FusedBasicBlock, static_size
 
@@ -79,14 +80,6 @@ class SpatialAttention(nn.Module):
         return x * y.sum(dim=1, keepdim=True)
 
 
-def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(weight, bias)`` of the conv that equals ``bn(conv(x))`` in eval mode, computed in float64."""
-    w = conv.weight.detach().double()
-    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-    return w * scale[:, None, None, None], bn.bias.detach().double() + (b - bn.running_mean.detach().double()) * scale
-
-
 class FusedSpatialAttention(nn.Module):
     """Inference form of :class:`SpatialAttention`: 1x1 conv (BN folded), one 3x3 conv (three branches folded).
 
@@ -104,10 +97,10 @@ class FusedSpatialAttention(nn.Module):
         """Fold ``sa``'s BatchNorms (running statistics) and sum its zero-padded 3x3, 1x3 and 3x1 kernels."""
         reduce_conv = sa.conv1x1[0]
         out = cls(reduce_conv.in_channels, reduce_conv.out_channels)
-        w1, b1 = _fold_conv_bn(sa.conv1x1[0], sa.conv1x1[1])
-        w33, b33 = _fold_conv_bn(sa.conv_3x3[0], sa.conv_3x3[1])
-        w13, b13 = _fold_conv_bn(sa.conv_1x3[0], sa.conv_1x3[1])
-        w31, b31 = _fold_conv_bn(sa.conv_3x1[0], sa.conv_3x1[1])
+        w1, b1 = fold_conv_bn(sa.conv1x1[0], sa.conv1x1[1])
+        w33, b33 = fold_conv_bn(sa.conv_3x3[0], sa.conv_3x3[1])
+        w13, b13 = fold_conv_bn(sa.conv_1x3[0], sa.conv_1x3[1])
+        w31, b31 = fold_conv_bn(sa.conv_3x1[0], sa.conv_3x1[1])
         # a 1x3 kernel with padding (0, 1) is a 3x3 kernel with zero top/bottom rows and padding 1; same for 3x1
         w = w33 + F.pad(w13, (0, 0, 1, 1)) + F.pad(w31, (1, 1, 0, 0))
         with torch.no_grad():
@@ -201,14 +194,6 @@ def fuse_for_inference(model: DAN) -> DAN:
     return fused
 
 
-def _fold_linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(weight, bias)`` of the Linear that equals ``bn(linear(x))`` in eval mode, computed in float64."""
-    w = linear.weight.detach().double()
-    b = linear.bias.detach().double() if linear.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-    return w * scale[:, None], bn.bias.detach().double() + (b - bn.running_mean.detach().double()) * scale
-
-
 class FusedHeads(nn.Module):
     """All cross-attention heads of a DAN plus its ``fc``/``bn`` as one batched, BatchNorm-free computation.
 
@@ -243,12 +228,12 @@ class FusedHeads(nn.Module):
         w1, b1, w2, b2 = [], [], [], []
         for h in heads:
             att = h.ca.attention
-            w, b = _fold_linear_bn(att[0], att[1])
+            w, b = fold_linear_bn(att[0], att[1])
             w1.append(w.t())
             b1.append(b[None])
             w2.append(att[3].weight.detach().double().t())
             b2.append(att[3].bias.detach().double()[None])
-        wf, bf = _fold_linear_bn(dan.fc, dan.bn)
+        wf, bf = fold_linear_bn(dan.fc, dan.bn)
         with torch.no_grad():
             out.conv1x1.weight.copy_(torch.cat([s.conv1x1.weight for s in sas]))
             out.conv1x1.bias.copy_(torch.cat([s.conv1x1.bias for s in sas]))

@@ -20,11 +20,13 @@ transforms move too much data, and at 7x7x512 the larger transformed weights nea
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fer_perception.models.fold import fold_conv_bn
 
 # Transform matrices (B^T, G, A^T) of F(2, 3) and F(4, 3) (Lavin & Gray 2016; interpolation points 0, +-1
 # and 0, +-1, +-2, infinity), nested for 2-D tiles.
@@ -38,16 +40,6 @@ _MATRICES = {
          (1 / 24, -1 / 12, 1 / 6), (0, 0, 1)),
         ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))),
 }
-
-
-def fold_conv_bn(conv: nn.Conv2d, bn: Optional[nn.BatchNorm2d]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(weight, bias)`` in float64 of the conv equal to ``bn(conv(x))`` (eval mode), or of ``conv`` alone."""
-    w = conv.weight.detach().double()
-    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-    if bn is None:
-        return w, b
-    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-    return w * scale[:, None, None, None], bn.bias.detach().double() + (b - bn.running_mean.detach().double()) * scale
 
 
 def static_size(x: torch.Tensor, dim: int) -> int:

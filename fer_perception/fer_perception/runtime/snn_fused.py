@@ -27,20 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.fold import fold_conv_bn
 from .snn_energy import fanout_map
 
-__all__ = ["FusedSpikingFER", "fold_conv_bn", "if_steps", "max_pool_3x3_s2", "LayerStats"]
-
-
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of the single conv equal to ``bn(conv(x))`` with BN in eval mode."""
-    with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
-        bias = bn.bias - bn.running_mean * scale
-        if conv.bias is not None:
-            bias = bias + conv.bias * scale
-    return weight.detach().clone(), bias.detach().clone()
+__all__ = ["FusedSpikingFER", "if_steps", "max_pool_3x3_s2", "LayerStats"]
 
 
 def if_steps(x: torch.Tensor, v: Optional[torch.Tensor] = None, threshold: float = 1.0) -> torch.Tensor:
@@ -191,7 +181,8 @@ class FusedConv(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         super().__init__()
-        weight, bias = fold_conv_bn(conv, bn)
+        with torch.no_grad():
+            weight, bias = (t.clone() for t in fold_conv_bn(conv, bn, dtype=conv.weight.dtype))
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
         self.register_buffer("weight_compute", weight, persistent=False)
