@@ -295,6 +295,7 @@ class FusedSpikingFER(nn.Module):
         enc = model.encoder
         self.timesteps = model.timesteps
         self.input_size = int(model.config.input_size)
+        self._int8 = False  # set by set_int8
         self.n_classes = model.n_classes
         self.stem = FusedConv(enc.conv1, enc.bn1)
         blocks = []
@@ -312,7 +313,7 @@ class FusedSpikingFER(nn.Module):
     @property
     def int8(self) -> bool:
         """Whether some convolutions run as fp32-accurate int8 digits (CPU, channels-last)."""
-        return any(conv.digits is not None for conv, _ in self._spike_convs())
+        return self._int8
 
     def _spike_convs(self) -> List[Tuple[FusedConv, int]]:
         """The convolutions that read spikes, with their input size for the model's input."""
@@ -339,6 +340,7 @@ class FusedSpikingFER(nn.Module):
             raise RuntimeError("int8 digit convolutions run on the CPU only")
         for conv, size in self._spike_convs():
             conv.set_int8(enabled and conv.worth_digits(size))
+        self._int8 = any(conv.digits is not None for conv, _ in self._spike_convs())
         return self
 
     @property
