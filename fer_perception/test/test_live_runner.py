@@ -329,6 +329,7 @@ def test_diagnostics_snapshot_has_rates_latencies_drops_and_device():
     assert lat["samples"] == 20 and lat["p50_ms"] <= lat["p95_ms"]
     assert d["latency"]["frames"]["p50_ms"] == pytest.approx(2.0)
     assert d["device"] in ("cpu", "cuda")  # config "auto" resolved; no model loaded here
+    assert d["snn_compute"] == "none"
     assert d["malformed"] == 0
 
 

@@ -58,4 +58,5 @@ def test_raw_events_through_the_worker_and_the_snn(checkpoint):
         assert e.frame_id == "dvs" and e.window_ns > 0 and e.latency_ms > 0
     d = r.diagnostics()
     assert d["processed"]["windows"] == 2 and d["device"] == "cpu"
+    assert d["snn_compute"] == "float32"  # the demo-size network: int8 digits would not pay, the runner says so
     assert d["latency"]["events"]["samples"] == 2 and sum(d["errors"].values()) == 0

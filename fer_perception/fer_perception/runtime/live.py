@@ -551,6 +551,16 @@ class LiveRunner:
         self._error(kind, f"{where}: {type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------------------------------- diagnostics
+    def snn_compute(self) -> str:
+        """How the Spiking-FER convolutions compute: ``int8-digits`` (fp32-accurate, CPU), ``float32``,
+        ``float16`` / ``bfloat16`` (half precision), or ``none`` without an event model."""
+        runner = getattr(getattr(self.pipeline, "event_model", None), "runner", None)
+        if runner is None:
+            return "none"
+        if getattr(runner, "int8", False):
+            return "int8-digits"
+        return str(getattr(runner, "compute_dtype", "float32")).replace("torch.", "")
+
     def device(self) -> str:
         """The device the models run on (``cpu``, ``cuda:0``, ...), as far as the pipeline tells."""
         p = self.pipeline
@@ -601,6 +611,7 @@ class LiveRunner:
             "below_confidence": self.below_confidence,
             "latency": latency,
             "device": self.device(),
+            "snn_compute": self.snn_compute(),
             "running": self.running,
             "uptime_s": round((now - self._started_ns) / 1e9, 3),
         }
