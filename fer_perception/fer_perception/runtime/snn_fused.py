@@ -219,12 +219,10 @@ class FusedConv(nn.Module):
             self.digits = DigitConv(self.weight, self.bias, self.stride, self.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:
-            if self.digits is not None:
-                if self.kernel == 1 and self.padding == 0 and self.stride > 1:
-                    x = x[..., ::self.stride, ::self.stride].contiguous(memory_format=torch.channels_last)
-                return self.digits(x)
-            x = x.float()
+        if self.digits is not None and x.dtype == torch.uint8:  # FusedBlock sends uint8 only to digit convs
+            if self.kernel == 1 and self.padding == 0 and self.stride > 1:
+                x = x[..., ::self.stride, ::self.stride].contiguous(memory_format=torch.channels_last)
+            return self.digits(x)
         w = self.weight_compute
         if w.dtype == x.dtype:
             return F.conv2d(x, w, self.bias_compute, self.stride, self.padding)
