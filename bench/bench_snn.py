@@ -90,7 +90,8 @@ def conv_floor_ms(model: SpikingFER, x_tb: torch.Tensor, reps: int) -> dict:
     """Time of the network's convolutions alone (BN folded), on the inputs they get for ``x_tb``.
 
     ``fp32``: every conv as one fp32 ``F.conv2d`` (NCHW); ``int8_digits``: the convs as the int8 runtime runs
-    them (stem fp32 channels-last, the others as three int8 digit convolutions on uint8 spikes).
+    them (stem fp32 channels-last, the others as int8 digit convolutions on uint8 spikes, their partial sums
+    left for the IF kernel to add up).
     """
     import torch.nn.functional as F
 
@@ -100,22 +101,33 @@ def conv_floor_ms(model: SpikingFER, x_tb: torch.Tensor, reps: int) -> dict:
     fused = FusedSpikingFER(model)
     if digit_conv.available():
         fused.set_int8(True)
-    captured = []
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: captured.append((mod, inp[0].clone())))
+    captured = []  # (conv, its input, how the runtime calls it)
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: captured.append((mod, inp[0].clone(), "forward")))
              for m in fused.modules() if isinstance(m, FusedConv)]
-    with torch.inference_mode():
-        fused(x_tb.clone())
-    for h in hooks:
-        h.remove()
-    nchw = [(conv, inp.float().contiguous()) for conv, inp in captured]
+    real_spike_conv = FusedConv.spike_conv
+
+    def recording_spike_conv(conv, x):  # the int8 runtime's path (compiled kernels) calls spike_conv, not forward
+        captured.append((conv, x.clone(), "spike_conv"))
+        return real_spike_conv(conv, x)
+
+    FusedConv.spike_conv = recording_spike_conv
+    try:
+        with torch.inference_mode():
+            fused(x_tb.clone())
+    finally:
+        FusedConv.spike_conv = real_spike_conv
+        for h in hooks:
+            h.remove()
+    calls = [(conv, inp, getattr(conv, name)) for conv, inp, name in captured]
+    nchw = [(conv, inp.float().contiguous()) for conv, inp, _ in captured]
 
     def run_fp32():
         for conv, inp in nchw:
             F.conv2d(inp, conv.weight, conv.bias, conv.stride, conv.padding)
 
     def run_as_runtime():
-        for conv, inp in captured:
-            conv(inp)
+        for _, inp, fn in calls:
+            fn(inp)
 
     fns = {"fp32": run_fp32}
     if fused.int8:

@@ -50,6 +50,7 @@ setup(
         "loguru>=0.7",
         "onnxruntime>=1.14",
         "onnx>=1.13",
+        "numba>=0.56",  # compiled IF kernels of the int8 SNN runtime (runtime/spike_kernels.py); optional at run time
     ],
     extras_require={
         # SpikingJelly with all its declared dependencies (pulls torchvision/torchaudio): for machines with a

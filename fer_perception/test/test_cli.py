@@ -34,10 +34,11 @@ def test_info_json_reports_decoders(capsys):
     assert "evt3" in info["event_packet_encodings"]
     assert info["libraries"]["numpy"][0].isdigit()
     assert info["device"]
-    from fer_perception.runtime import digit_conv
+    from fer_perception.runtime import digit_conv, spike_kernels
 
     assert info["cpu_int8_digits"] == {"onednn_int8_ops": digit_conv.available(),
-                                       "int8_dot_product_cpu": digit_conv.has_int8_dot_product()}
+                                       "int8_dot_product_cpu": digit_conv.has_int8_dot_product(),
+                                       "numba_spike_kernels": spike_kernels.available()}
 
 
 def test_console_script_runs(tmp_path):

@@ -15,7 +15,7 @@ ROS 2 (rclpy) is importable, and which event message types and encodings the dec
 """
 EPILOG = "examples:\n  fer-perception info\n  fer-perception info --json > info.json\n"
 
-_LIBS = ["numpy", "torch", "spikingjelly", "cv2", "rosbags", "onnxruntime", "h5py", "lightning", "rclpy"]
+_LIBS = ["numpy", "torch", "spikingjelly", "cv2", "rosbags", "onnxruntime", "numba", "h5py", "lightning", "rclpy"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,11 +56,12 @@ def collect() -> dict:
         info["cuda_available"] = bool(torch.cuda.is_available())
         info["device"] = torch.cuda.get_device_name(0) if info["cuda_available"] else "cpu"
         info["torch_threads"] = torch.get_num_threads()
-        from fer_perception.runtime import digit_conv
+        from fer_perception.runtime import digit_conv, spike_kernels
 
         # the SNN's fp32-accurate int8 digit convolutions: used by default only where both hold
         info["cpu_int8_digits"] = {"onednn_int8_ops": digit_conv.available(),
-                                   "int8_dot_product_cpu": digit_conv.has_int8_dot_product()}
+                                   "int8_dot_product_cpu": digit_conv.has_int8_dot_product(),
+                                   "numba_spike_kernels": spike_kernels.available()}
     except ImportError:
         info["cuda_available"] = False
         info["device"] = "cpu (torch not installed)"
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         used = d["onednn_int8_ops"] and d["int8_dot_product_cpu"]
         t.add_row("SNN int8 digit convs (CPU)", "yes" if used else
                   f"no (oneDNN int8 ops: {d['onednn_int8_ops']}, VNNI/AMX CPU: {d['int8_dot_product_cpu']})")
+        t.add_row("SNN spike kernels (numba)", "yes" if d["numba_spike_kernels"] else
+                  "no: numba is not installed (the int8 runtime then uses slower tensor ops)")
     for name, v in info["libraries"].items():
         t.add_row(name, v)
     t.add_row("event message types", "\n".join(info["event_message_types"]))

@@ -15,9 +15,9 @@ quantisation.
 
 Why: on CPUs with int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX) an int8 multiply-add costs a
 quarter of an fp32 one, so the three digit convolutions together run about 1.2-1.5x faster than one fp32
-convolution on wide layers (``bench/bench_snn.py``). Each digit is one oneDNN convolution
-(``torch.ops.onednn.qconv2d_pointwise``, the kernel behind PyTorch's x86 int8 inference) with fp32 output,
-channels-last, the later digits accumulating into the same output.
+convolution on wide layers (``bench/bench_snn.py``). The digits run as one oneDNN convolution
+(``torch.ops.onednn.qconv2d_pointwise``, the kernel behind PyTorch's x86 int8 inference) whose output channels
+are the digits' (fp32, channels-last); their sum is taken by the consumer.
 
 :func:`available` says whether this PyTorch build has the operators, :func:`has_int8_dot_product` whether the
 CPU makes them pay off; :class:`DigitConv` is one prepacked convolution. Callers must check agreement with
@@ -32,7 +32,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-__all__ = ["DIGITS", "DigitConv", "available", "has_int8_dot_product", "weight_digits"]
+__all__ = ["DIGITS", "DigitConv", "available", "combine", "has_int8_dot_product", "weight_digits"]
 
 DIGITS = 3  #: int8 digits per weight: 3 gives fp32 accuracy (2 would give ~16 bits, not exact)
 _MAX_PACKS = 4  # prepacked weights kept per input size
@@ -96,10 +96,13 @@ def weight_digits(weight: torch.Tensor, digits: int = DIGITS) -> Tuple[torch.Ten
 class DigitConv:
     """One convolution ``conv2d(x, weight, bias, stride, padding)`` for ``uint8`` inputs, run as int8 digits.
 
-    ``x`` is ``(N, C_in, H, W)`` uint8 (channels-last is fastest; other layouts are converted by oneDNN);
-    the result is float32, channels-last. The weight is split once, here, and prepacked per input shape.
-    The digits run least significant first, each later one adding into the output in its epilogue (oneDNN's
-    "sum" post-op), so the small terms are summed before they meet the large one and no extra pass is needed.
+    ``x`` is ``(N, C_in, H, W)`` uint8 (channels-last is fastest; other layouts are converted by oneDNN).
+    The weight is split once, here, and the digits are stacked as output channels: one oneDNN convolution with
+    ``digits * C_out`` outputs (per-channel scales applied in its epilogue, the bias on the first block) reads
+    the input once and keeps the GEMM wide. :meth:`partials` returns that raw ``(N, digits*C_out, H', W')``
+    float32 channels-last result, which a consumer may add up itself (``spike_kernels.fire`` does, inside the
+    IF neuron's pass); calling the object adds the digits up here, least significant first, and returns the
+    convolution ``(N, C_out, H', W')``. Weights are prepacked per input shape (the last few kept).
     """
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int = 1, padding: int = 0,
@@ -111,21 +114,21 @@ class DigitConv:
         self.stride = [int(stride)] * 2
         self.padding = [int(padding)] * 2
         self._dilation = [1, 1]
-        q, scales = weight_digits(weight, digits)
-        self._q = [q[i * c:(i + 1) * c].contiguous() for i in range(self.digits)]
-        self._scales = [scales[i * c:(i + 1) * c].contiguous() for i in range(self.digits)]
-        self._zero_points = torch.zeros(c, dtype=torch.int64)
-        self.bias = None if bias is None else bias.detach().to("cpu", torch.float32).contiguous()
-        # oneDNN picks its weight layout for the input's (C, H, W) (not its batch size); a weight packed for
-        # another layout is re-laid out on every call, so packs are kept per input size (one, in a network)
-        self._packed: "OrderedDict[Tuple[int, ...], List[torch.Tensor]]" = OrderedDict()
+        self._q, self._scales = weight_digits(weight, digits)
+        self._zero_points = torch.zeros(c * self.digits, dtype=torch.int64)
+        self.bias = torch.zeros(c * self.digits, dtype=torch.float32)
+        if bias is not None:
+            self.bias[:c] = bias.detach().to("cpu", torch.float32)
+        # oneDNN picks its weight layout for the input's shape, batch size included; a weight packed for another
+        # shape is re-laid out on every call (2x slower for a streaming step), so packs are kept per shape
+        self._packed: "OrderedDict[Tuple[int, ...], torch.Tensor]" = OrderedDict()
 
-    def _packs(self, shape: Tuple[int, ...]) -> List[torch.Tensor]:
-        key = tuple(shape[1:])
+    def _pack(self, shape: Tuple[int, ...]) -> torch.Tensor:
+        key = tuple(shape)
         packed = self._packed.get(key)
         if packed is None:
-            packed = [torch.ops.onednn.qconv_prepack(q, sc, 1.0, 0, self.stride, self.padding, self._dilation, 1,
-                                                     list(shape)) for q, sc in zip(self._q, self._scales)]
+            packed = torch.ops.onednn.qconv_prepack(self._q, self._scales, 1.0, 0, self.stride, self.padding,
+                                                    self._dilation, 1, list(shape))
             self._packed[key] = packed
             while len(self._packed) > _MAX_PACKS:
                 self._packed.popitem(last=False)
@@ -133,20 +136,23 @@ class DigitConv:
             self._packed.move_to_end(key)
         return packed
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def partials(self, x: torch.Tensor) -> torch.Tensor:
+        """The digits' scaled convolutions, ``(N, digits*C_out, H', W')`` float32 channels-last, most
+        significant block first (it carries the bias); their sum is the convolution."""
         if x.dtype != torch.uint8:
             raise TypeError(f"DigitConv needs uint8 inputs (spikes), got {x.dtype}")
-        packs = self._packs(tuple(x.shape))
-        ops = torch.ops.onednn
-        out = None
-        for i in range(self.digits - 1, -1, -1):
-            bias = self.bias if i == 0 else None
-            if out is None:
-                out = ops.qconv2d_pointwise(x, 1.0, 0, packs[i], self._scales[i], self._zero_points, bias,
-                                            self.stride, self.padding, self._dilation, 1, 1.0, 0, torch.float32,
-                                            "none", [], "")
-            else:
-                out = ops.qconv2d_pointwise.binary(x, 1.0, 0, packs[i], self._scales[i], self._zero_points, out,
-                                                   bias, self.stride, self.padding, self._dilation, 1, 1.0, 0,
-                                                   torch.float32, 1.0, 0, "sum", 1.0, "none", [], "")
-        return out
+        return torch.ops.onednn.qconv2d_pointwise(
+            x, 1.0, 0, self._pack(tuple(x.shape)), self._scales, self._zero_points, self.bias, self.stride,
+            self.padding, self._dilation, 1, 1.0, 0, torch.float32, "none", [], "")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return combine(self.partials(x), self.digits)
+
+
+def combine(partials: torch.Tensor, digits: int = DIGITS) -> torch.Tensor:
+    """Sum the ``digits`` channel blocks of :meth:`DigitConv.partials`, least significant first."""
+    c = partials.shape[1] // digits
+    out = partials[:, (digits - 1) * c:].clone()
+    for i in range(digits - 2, -1, -1):
+        out.add_(partials[:, i * c:(i + 1) * c])
+    return out

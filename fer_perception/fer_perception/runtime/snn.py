@@ -220,7 +220,7 @@ class SnnRunner:
             self._net.set_int8(True)
             if not self._net.int8:
                 self.int8_rejected = ("no convolution of this network is wide enough for int8 digits to pay off "
-                                      "(they need >= 64 input channels and >= 8 M multiply-adds per step)")
+                                      "(they need >= 64 input channels and >= 2 M multiply-adds per step)")
                 return
             got = self._logits(warm, stats=False)[0]
             self._logits(warm[:, :1], stats=True)  # and the batch-1 path, so that its first real call is warm

@@ -11,6 +11,11 @@ What it changes (nothing that alters the maths, only float rounding):
 - the readout uses ``fc(sum_t encoder.fc(f_t)) = fc(W1 (sum_t f_t) + T b1)``: the Linear runs once per
   window, not T times (dropout is the identity at inference; the infinite-threshold neuron never fires).
 
+With int8 digit convolutions (:meth:`FusedSpikingFER.set_int8`, CPU) the spikes between layers are uint8
+channels-last tensors and every IF layer after the stem is one compiled pass
+(:func:`~fer_perception.runtime.spike_kernels.fire`, numba) that adds up the digit partial sums, fires, resets
+and does the SEW ADD: bit for bit what the tensor ops compute, in a fraction of the calls.
+
 It runs single windows (:meth:`FusedSpikingFER.forward`, input ``(T, B, C, H, W)``) or one step at a time
 with explicit state (:meth:`FusedSpikingFER.step`), which reproduces the windowed result: the streaming mode.
 Optionally it counts spikes per layer and the synaptic operations of every layer for the energy estimate
@@ -167,7 +172,7 @@ def _fan_tensor(geometry: Tuple[int, int, int, int, int], device: torch.device) 
 
 
 DIGITS_MIN_IN_CHANNELS = 64  #: int8 digit convolutions only for convs with at least this many input channels
-DIGITS_MIN_MACS = 8_000_000  #: ... and at least this many multiply-adds per step and face
+DIGITS_MIN_MACS = 2_000_000  #: ... and at least this many multiply-adds per step and face
 
 
 class FusedConv(nn.Module):
@@ -203,7 +208,7 @@ class FusedConv(nn.Module):
 
     def worth_digits(self, in_size: int) -> bool:
         """Whether int8 digits beat fp32 for this conv on ``in_size`` x ``in_size`` inputs (measured on x86:
-        they need >= 64 input channels and >= 8 M multiply-adds per step, else call overheads win)."""
+        they need >= 64 input channels and >= 2 M multiply-adds per step, else call overheads win)."""
         in_channels = int(self.weight.shape[1])
         macs = in_channels * self.out_channels * self.kernel ** 2 * self.out_size(in_size) ** 2
         return in_channels >= DIGITS_MIN_IN_CHANNELS and macs >= DIGITS_MIN_MACS
@@ -217,6 +222,16 @@ class FusedConv(nn.Module):
             self.digits = DigitConv(self.weight, self.bias, 1, 0)
         else:
             self.digits = DigitConv(self.weight, self.bias, self.stride, self.padding)
+
+    def spike_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv of uint8 channels-last spikes ``x`` as :func:`spike_kernels.fire` reads it: the digit partials
+        ``(N, 3*C_out, H', W')`` when this conv runs as digits, else the fp32 conv ``(N, C_out, H', W')``."""
+        if self.digits is None:
+            out = F.conv2d(x.float(), self.weight_compute, self.bias_compute, self.stride, self.padding)
+            return out.contiguous(memory_format=torch.channels_last)
+        if self.kernel == 1 and self.padding == 0 and self.stride > 1:
+            x = x[..., ::self.stride, ::self.stride].contiguous(memory_format=torch.channels_last)
+        return self.digits.partials(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.digits is not None and x.dtype == torch.uint8:  # FusedBlock sends uint8 only to digit convs
@@ -280,6 +295,41 @@ class FusedBlock(nn.Module):
             stats.count(nd, identity, steps)
         return out.add_(identity)
 
+    def run_spiking(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
+                    stats: Optional[LayerStats]) -> torch.Tensor:
+        """:meth:`run` with the compiled kernels: ``x`` and the result are uint8 channels-last spikes / SEW sums.
+
+        Each IF layer is one :func:`spike_kernels.fire` pass that also adds up the digit partials, casts to uint8
+        and (without statistics) does the SEW ADD; the neuron states are ``(B*H*W, C)`` tensors.
+        """
+        from . import spike_kernels
+
+        if stats is not None:
+            sums = stats.input_sums(x, steps)
+            h, w = x.shape[-2:]
+            stats.conv(f"{self.name}.conv1", sums, h, w, self.conv1)
+            if self.down is not None:
+                stats.conv(f"{self.name}.downsample", sums, h, w, self.down)
+        n1, n2, nd = f"{self.name}.sn1", f"{self.name}.sn2", f"{self.name}.downsample_sn"
+        s1, state[n1] = spike_kernels.fire(self.conv1.spike_conv(x), steps, self.conv1.out_channels, state.get(n1))
+        if stats is not None:
+            sums = stats.input_sums(s1, steps)
+            stats.count_sums(n1, sums, s1[0].numel())
+            stats.conv(f"{self.name}.conv2", sums, s1.shape[-2], s1.shape[-1], self.conv2)
+        y2 = self.conv2.spike_conv(s1)
+        identity = x
+        if self.down is not None:
+            identity, state[nd] = spike_kernels.fire(self.down.spike_conv(x), steps, self.down.out_channels,
+                                                     state.get(nd))
+            if stats is not None:
+                stats.count(nd, identity, steps)
+        if stats is None:
+            out, state[n2] = spike_kernels.fire(y2, steps, self.conv2.out_channels, state.get(n2), add=identity)
+            return out
+        s2, state[n2] = spike_kernels.fire(y2, steps, self.conv2.out_channels, state.get(n2))
+        stats.count(n2, s2, steps)
+        return s2.add_(identity)
+
 
 class FusedSpikingFER(nn.Module):
     """Folded, batched inference graph of a trained :class:`SpikingFER` (which is left untouched)."""
@@ -294,6 +344,7 @@ class FusedSpikingFER(nn.Module):
         self.timesteps = model.timesteps
         self.input_size = int(model.config.input_size)
         self._int8 = False  # set by set_int8
+        self._kernels = False  # int8 path through the compiled spike kernels (set by set_int8)
         self.n_classes = model.n_classes
         self.stem = FusedConv(enc.conv1, enc.bn1)
         blocks = []
@@ -336,10 +387,20 @@ class FusedSpikingFER(nn.Module):
         """
         if enabled and self.stem.weight.device.type != "cpu":
             raise RuntimeError("int8 digit convolutions run on the CPU only")
+        from . import spike_kernels
+
         for conv, size in self._spike_convs():
             conv.set_int8(enabled and conv.worth_digits(size))
         self._int8 = any(conv.digits is not None for conv, _ in self._spike_convs())
+        self._kernels = self._int8 and spike_kernels.available()
+        if self._kernels:
+            spike_kernels.warm_up()
         return self
+
+    @property
+    def spike_kernels(self) -> bool:
+        """Whether the int8 runtime runs its IF layers, pooling and SEW ADDs as compiled kernels (numba)."""
+        return self._kernels
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -356,6 +417,8 @@ class FusedSpikingFER(nn.Module):
     def _trunk(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
                stats: Optional[LayerStats]) -> torch.Tensor:
         """``(steps, B, C, H, W)`` -> ``(steps, B, C4)`` pooled features; updates ``state`` in place."""
+        if self._kernels:
+            return self._trunk_spiking(x, steps, state, stats)
         batch = x.shape[1]
         flat = x.reshape(steps * batch, *x.shape[2:])
         if self.int8:  # oneDNN's int8 convolutions want channels-last; the fp32 stem is fastest so too
@@ -372,6 +435,26 @@ class FusedSpikingFER(nn.Module):
         if stats is not None:
             stats.dense("encoder.fc.0", y.reshape(steps, batch, -1).sum(dim=2).sum(dim=0), self.hidden)
         return y.mean(dim=(2, 3)).view(steps, batch, -1)
+
+    def _trunk_spiking(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
+                       stats: Optional[LayerStats]) -> torch.Tensor:
+        """:meth:`_trunk` of the int8 runtime: uint8 channels-last spikes between compiled kernels."""
+        batch = x.shape[1]
+        flat = x.reshape(steps * batch, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+        if stats is not None:
+            stats.conv("conv1", stats.input_sums(flat, steps), flat.shape[-2], flat.shape[-1], self.stem)
+        # the stem's output is the network's largest tensor: its IF and pooling run faster as tensor ops on
+        # both threads (fp32: torch's uint8 elementwise ops are slow) than in one single-threaded kernel pass
+        y = self.stem(flat)
+        state["sn1"] = if_steps(y.view(steps, batch, *y.shape[1:]), state.get("sn1"))
+        if stats is not None:
+            stats.count("sn1", y, steps)
+        y = max_pool_3x3_s2(y).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+        for block in self.blocks:
+            y = block.run_spiking(y, steps, state, stats)
+        if stats is not None:
+            stats.dense("encoder.fc.0", y.reshape(steps, batch, -1).sum(dim=2).sum(dim=0), self.hidden)
+        return y.float().mean(dim=(2, 3)).view(steps, batch, -1)
 
     def _readout(self, feature_sum: torch.Tensor, steps: int) -> torch.Tensor:
         """Logits from the sum over steps of the pooled features."""
