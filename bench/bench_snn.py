@@ -7,8 +7,8 @@ equal (allclose, same argmax; the int8 and fp32 runtimes also give the same spik
 faster. Also: throughput at batch 8, the single-step streaming latency per frame (what a live node pays after
 a window closes), bfloat16 (``half=True``, approximate, behind the fp32 agreement check), the energy estimate
 of the window, and conv-only floors (the convolutions alone, fp32 and as int8 digits).
-CUDA, when available (unchanged script): batch-1 latency (target <= 3 ms) and windows/s at batch 256
-(target >= 1,000); otherwise reported as not measured.
+CUDA, when available (unchanged script): batch-1 latency (target <= 3 ms; CUDA graphs, and eager for
+comparison) and windows/s at batch 256 (target >= 1,000); otherwise reported as not measured.
 
 Runs are interleaved (plain, ours, plain, ours, ...) so that load from other processes hits both alike; best
 and median wall times (and best CPU times) are reported, pass uses the best runs (the least disturbed; the
@@ -275,10 +275,15 @@ def main(argv) -> int:
     # CUDA
     if torch.cuda.is_available():
         gpu = SnnRunner(model, device="cuda")
+        gpu_eager = SnnRunner(model, device="cuda", cuda_graphs=False)
         sync = torch.cuda.synchronize
-        g1 = interleaved({"g": lambda: gpu.predict(x1, stats=False)}, max(reps, 20), sync)["g"]
+        g = interleaved({"g": lambda: gpu.predict(x1, stats=False), "e": lambda: gpu_eager.predict(x1, stats=False)},
+                        max(reps, 20), sync)
+        g1 = g["g"]
         results.append({"name": "cuda batch-1 window, SnnRunner.predict(stats=False)", **g1, "half": gpu.half,
+                        "cuda_graphs": gpu.cuda_graphs, "cuda_graphs_rejected": gpu.cuda_graphs_rejected,
                         "target_ms": TARGET_GPU_LATENCY_MS, "pass": g1["best_ms"] <= TARGET_GPU_LATENCY_MS})
+        results.append({"name": "cuda batch-1 window, eager (cuda_graphs=False)", **g["e"], "half": gpu_eager.half})
         nb = 256
         xg = frames(nb, seed=2)
         gb = interleaved({"g": lambda: gpu.predict(xg, stats=False)}, 5, sync)["g"]
@@ -312,7 +317,7 @@ def main(argv) -> int:
     for r in results:
         note = []
         for key in ("speedup_best", "speedup_median", "speedup_cpu", "max_speedup_over_plain", "windows_per_s",
-                    "outputs_equal", "same_spikes_as_int8", "int8_digits", "accepted", "same_argmax",
+                    "outputs_equal", "same_spikes_as_int8", "int8_digits", "cuda_graphs", "accepted", "same_argmax",
                     "max_prob_diff", "status", "pass"):
             if key in r and r[key] is not None:
                 v = r[key]

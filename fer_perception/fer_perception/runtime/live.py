@@ -553,13 +553,15 @@ class LiveRunner:
     # ---------------------------------------------------------------------------------------- diagnostics
     def snn_compute(self) -> str:
         """How the Spiking-FER convolutions compute: ``int8-digits`` (fp32-accurate, CPU), ``float32``,
-        ``float16`` / ``bfloat16`` (half precision), or ``none`` without an event model."""
+        ``float16`` / ``bfloat16`` (half precision), or ``none`` without an event model; ``+cuda-graphs`` when
+        windows replay captured CUDA graphs."""
         runner = getattr(getattr(self.pipeline, "event_model", None), "runner", None)
         if runner is None:
             return "none"
         if getattr(runner, "int8", False):
             return "int8-digits"
-        return str(getattr(runner, "compute_dtype", "float32")).replace("torch.", "")
+        compute = str(getattr(runner, "compute_dtype", "float32")).replace("torch.", "")
+        return compute + ("+cuda-graphs" if getattr(runner, "cuda_graphs", False) else "")
 
     def device(self) -> str:
         """The device the models run on (``cpu``, ``cuda:0``, ...), as far as the pipeline tells."""

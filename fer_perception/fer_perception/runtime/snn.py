@@ -15,6 +15,11 @@
   accuracy, at about 1.2-1.5x the speed of fp32 convolutions); it is kept only if the warm-up windows give the
   fp32 logits (within 1e-4 relative, same argmax), else the runner says why (:attr:`SnnRunner.int8_rejected`).
   ``int8=True`` tries it on any CPU, ``int8=False`` turns it off; never with half precision or on CUDA;
+- ``cuda_graphs=None`` (auto) replays the stats-free window forward (``predict(stats=False)``, what the
+  pipeline and the node call) from CUDA graphs on a CUDA device, captured once per batch size
+  (:mod:`~fer_perception.runtime.cuda_graphs`: one launch instead of ~400 small kernels, which bound a
+  batch-1 window on a GPU); kept only if the replay gives the eager logits on the warm-up windows, else
+  :attr:`SnnRunner.cuda_graphs_rejected` says why;
 - every window starts from a fresh network state; faces are batched;
 - the SNN runs through :class:`~fer_perception.runtime.snn_fused.FusedSpikingFER` (BN folded, T folded into
   the batch, in-place IF neurons, readout summed once), equal to the SpikingJelly forward up to float
@@ -104,6 +109,7 @@ class SnnRunner:
         max_batch: int = 64,
         fused: bool = True,
         int8: Optional[bool] = None,
+        cuda_graphs: Optional[bool] = None,
     ) -> None:
         import torch
         from torch import nn
@@ -148,6 +154,8 @@ class SnnRunner:
         self.half_max_diff: Optional[float] = None
         self.int8_rejected: Optional[str] = None
         self.int8_max_diff: Optional[float] = None
+        self._graphed = None  # GraphedCallable of the stats-free window forward (CUDA)
+        self.cuda_graphs_rejected: Optional[str] = None
 
         warm = self._warmup_frames()
         for _ in range(max(1, warmup)):  # batch 1 (one face, the common case) and batch 2
@@ -167,6 +175,8 @@ class SnnRunner:
                                           "digits would be slower than fp32 (int8=True forces them)")
         elif int8:
             self._try_int8(warm, reference)
+        if cuda_graphs or (cuda_graphs is None and self.device.type == "cuda"):
+            self._try_cuda_graphs(warm)
 
     # ----------------------------------------------------------------------------------------------- set-up
     def _warmup_frames(self):
@@ -238,6 +248,39 @@ class SnnRunner:
             self.int8_rejected = (f"int8 digit convolutions disagree with fp32 on the warm-up windows "
                                   f"(max logit difference {diff:.3g}, logits up to {scale:.3g})")
 
+    def _try_cuda_graphs(self, warm) -> None:
+        """Replay the stats-free window forward from CUDA graphs if they give the eager logits on ``warm``."""
+        import torch
+
+        if self.device.type != "cuda":
+            self.cuda_graphs_rejected = "CUDA graphs need a CUDA device"
+            return
+        if self.kind == "snn" and not self.fused:
+            self.cuda_graphs_rejected = "CUDA graphs need the fused SNN graph (SpikingJelly's neurons keep state)"
+            return
+        from .cuda_graphs import GraphedCallable
+
+        try:
+            graphed = GraphedCallable(self._net)
+            eager = self._logits(warm, stats=False)[0]
+            with torch.inference_mode():
+                got = graphed(warm.to(self.device, self.dtype)).float()
+                got1 = graphed(warm[:, :1].to(self.device, self.dtype)).float()
+            eager1 = self._logits(warm[:, :1], stats=False)[0]
+        except Exception as exc:  # noqa: BLE001 - capture unsupported here (driver, op): stay eager
+            self.cuda_graphs_rejected = f"CUDA graph capture failed: {exc}"
+            return
+        if not (torch.allclose(got, eager, rtol=1e-5, atol=1e-5 * float(eager.abs().max()))
+                and torch.allclose(got1, eager1, rtol=1e-5, atol=1e-5 * float(eager1.abs().max()))):
+            self.cuda_graphs_rejected = "CUDA graph replay disagrees with the eager forward on the warm-up windows"
+            return
+        self._graphed = graphed
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether stats-free windows (``predict(stats=False)``) replay captured CUDA graphs."""
+        return self._graphed is not None
+
     @property
     def int8(self) -> bool:
         """Whether the SNN's convolutions after the stem run as fp32-accurate int8 digits (CPU)."""
@@ -251,6 +294,7 @@ class SnnRunner:
 
     def _set_precision(self, dtype) -> None:
         """Fused SNN: convs in ``dtype``, state fp32 (input stays fp32). CNN: the whole model in ``dtype``."""
+        self._graphed = None  # captured for the old precision
         self.compute_dtype = dtype
         if self.fused:
             self._net.set_compute_dtype(dtype)
@@ -321,6 +365,8 @@ class SnnRunner:
 
         with torch.inference_mode():
             x_tb = x_tb.to(self.device, self.dtype)
+            if self._graphed is not None and not stats:
+                return self._graphed(x_tb).float(), None
             if self.fused:
                 st = LayerStats(x_tb.shape[1], self.device) if stats else None
                 return self._net(x_tb, st).float(), st
