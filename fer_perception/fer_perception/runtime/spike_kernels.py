@@ -40,7 +40,14 @@ def _kernels():
     """Compile (or load from numba's cache) the kernels; imported lazily so that numba stays optional."""
     from numba import njit
 
-    opts = dict(cache=True, nogil=True, boundscheck=False)
+    try:  # compiled once per machine and cached on disk, where numba finds a writable cache folder
+        return _compile(njit, cache=True)
+    except RuntimeError:  # "cannot cache function ...: no locator available": compile per process instead
+        return _compile(njit, cache=False)
+
+
+def _compile(njit, cache: bool):
+    opts = dict(cache=cache, nogil=True, boundscheck=False)
 
     @njit(**opts)
     def fire_kernel(y, channels, v, out, add, has_add, threshold):  # pragma: no cover - compiled
