@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     dets_per_frame = [det.detect(f) for f in frames]
 
     cases = [
-        ("image_from_ros bgr8 640x480", lambda i: image_from_ros(**{k: v for k, v in bgr_fields[i % 4].items() if k != "is_bigendian"}), None),
+        ("image_from_ros bgr8 640x480",
+         lambda i: image_from_ros(**{k: v for k, v in bgr_fields[i % 4].items() if k != "is_bigendian"}), None),
         ("image_from_ros yuyv 640x480", lambda i: image_from_ros("yuyv", 480, 640, 1280, yuyv_bytes), None),
         ("decode_compressed jpeg 640x480", lambda i: decode_compressed("jpeg", jpeg), None),
         ("Haar detect 640x480 (max_width 320)", lambda i: det.detect(frames[i % n]), None),

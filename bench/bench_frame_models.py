@@ -194,7 +194,7 @@ def main() -> int:
             gpu = {k: ExpressionModel(k, paths[k], backend="torch", device="cuda") for k in ("dan", "light")}
             gpu["agegender"] = AgeGenderModel(paths["agegender"], backend="torch", device="cuda")
             gt = phased({k: (lambda m=m: m.predict([face])) for k, m in gpu.items()}, args.repeats,
-                             sync=torch.cuda.synchronize)
+                        sync=torch.cuda.synchronize)
             for k, v in gt.items():
                 results.append({"name": f"cuda 1 face, {k} torch", **v, "per_face_best_ms": v["best_ms"],
                                 "target_ms": TARGET_GPU_MS, "pass_": v["best_ms"] <= TARGET_GPU_MS})

@@ -43,7 +43,8 @@ def timeit(fn, reps: int) -> dict:
         fn()
         cpus.append(time.process_time() - c0)
         walls.append(time.perf_counter() - t0)
-    return {"reps": reps, "cpu_median_ms": 1e3 * float(np.median(cpus)), "wall_median_ms": 1e3 * float(np.median(walls))}
+    return {"reps": reps, "cpu_median_ms": 1e3 * float(np.median(cpus)),
+            "wall_median_ms": 1e3 * float(np.median(walls))}
 
 
 def clip(n: int = 40_000, seed: int = 0) -> np.ndarray:
@@ -126,7 +127,8 @@ def main() -> int:
     print(f"{'benchmark':<62} {'cpu ms':>9} {'wall ms':>9}  target  pass")
     for r in rows:
         tgt = r.get("target_cpu_ms", r.get("target_min", ""))
-        print(f"{r['name']:<62} {r['cpu_median_ms']:>9.2f} {r['wall_median_ms']:>9.2f}  {tgt!s:>6}  {r.get('pass', '')}")
+        print(f"{r['name']:<62} {r['cpu_median_ms']:>9.2f} {r['wall_median_ms']:>9.2f}  {tgt!s:>6}  "
+              f"{r.get('pass', '')}")
     if demo_estimate is not None:
         print(f"demo recipe estimate: {demo_estimate:.1f} min of one core for {DEMO_SAMPLES} training samples")
     result = {

@@ -30,34 +30,39 @@ def _conv_output(steps, batch, parts, channels, size, seed):
     return y.contiguous(memory_format=CL)
 
 
-def _reference(y, steps, channels, v, add):
-    """The tensor-op path: digits combined like DigitConv, IF by if_steps, uint8 spikes, SEW ADD."""
+def _reference(y, steps, channels, add, dtype=torch.uint8):
+    """The tensor-op path: digits combined like DigitConv, IF by if_steps, spikes in ``dtype``, SEW ADD; the
+    state flattened in ``y``'s memory order."""
     x = combine(y, y.shape[1] // channels) if y.shape[1] != channels else y.clone()
     batch = y.shape[0] // steps
-    v_ref = None if v is None else v.clone().view(batch, *x.shape[2:], channels).permute(0, 3, 1, 2)
-    v_out = if_steps(x.view(steps, batch, *x.shape[1:]), v_ref)
-    spikes = x.to(torch.uint8)
+    v_out = if_steps(x.view(steps, batch, *x.shape[1:]))
+    spikes = x.to(dtype)
     if add is not None:
         spikes = spikes + add
-    return spikes, v_out.permute(0, 2, 3, 1).reshape(-1, channels)
+    if y.is_contiguous():
+        return spikes, v_out.reshape(-1)
+    return spikes, v_out.permute(0, 2, 3, 1).reshape(-1)
 
 
 @needs_kernels
-@pytest.mark.parametrize("parts", [1, 3])
+@pytest.mark.parametrize("parts,layout,dtype", [(3, CL, torch.uint8), (1, CL, torch.uint8),
+                                                (1, torch.contiguous_format, torch.float32),
+                                                (1, torch.contiguous_format, torch.uint8), (3, CL, torch.float32)])
 @pytest.mark.parametrize("with_add", [False, True])
 @pytest.mark.parametrize("steps,batch,channels,size", [(6, 1, 8, 5), (3, 2, 16, 4), (1, 3, 4, 7)])
-def test_fire_is_bit_exact_with_the_tensor_ops(parts, with_add, steps, batch, channels, size):
-    y = _conv_output(steps, batch, parts, channels, size, seed=steps + channels)
+def test_fire_is_bit_exact_with_the_tensor_ops(parts, layout, dtype, with_add, steps, batch, channels, size):
+    y = _conv_output(steps, batch, parts, channels, size, seed=steps + channels).contiguous(memory_format=layout)
     g = torch.Generator().manual_seed(5)
-    add = (torch.randint(0, 3, (steps * batch, channels, size, size), generator=g, dtype=torch.uint8)
-           .contiguous(memory_format=CL) if with_add else None)
-    spikes, v = spike_kernels.fire(y, steps, channels, add=add)
-    ref_spikes, ref_v = _reference(y, steps, channels, None, add)
-    assert spikes.dtype == torch.uint8 and spikes.is_contiguous(memory_format=CL)
+    add = (torch.randint(0, 3, (steps * batch, channels, size, size), generator=g).to(dtype)
+           .contiguous(memory_format=layout) if with_add else None)
+    spikes, v = spike_kernels.fire(y, steps, channels, add=add, out_dtype=dtype)
+    ref_spikes, ref_v = _reference(y, steps, channels, add, dtype)
+    assert spikes.dtype == dtype and spikes.is_contiguous(memory_format=layout)
     assert spikes.shape == (steps * batch, channels, size, size)
     assert torch.equal(spikes, ref_spikes)
     assert torch.equal(v, ref_v)  # the same fp32 membrane potentials, bit for bit
-    assert 0 < int((spikes - (add if add is not None else 0)).sum()) < spikes.numel()  # it fired, not always
+    fired = int((spikes - (add if add is not None else 0)).sum())
+    assert 0 < fired < spikes.numel()  # it fired, not always
 
 
 @needs_kernels
@@ -73,8 +78,8 @@ def test_fire_continues_from_a_state_like_one_long_window():
 @needs_kernels
 def test_fire_names_bad_inputs():
     y = _conv_output(2, 1, 1, 4, 3, seed=0)
-    with pytest.raises(ValueError, match="channels-last"):
-        spike_kernels.fire(y.contiguous(), 2, 4)
+    with pytest.raises(ValueError, match="channels-last"):  # digit partials come channels-last
+        spike_kernels.fire(torch.cat([y, y, y], 1).contiguous(), 2, 4)
     with pytest.raises(ValueError, match="bad input"):
         spike_kernels.fire(y.double(), 2, 4)
     with pytest.raises(ValueError, match="bad input"):
@@ -83,10 +88,15 @@ def test_fire_names_bad_inputs():
         spike_kernels.fire(y, 3, 4)  # 2 rows are not a whole number of 3 steps
     with pytest.raises(ValueError, match="state"):
         spike_kernels.fire(y, 2, 4, torch.zeros(5, 4))
-    with pytest.raises(ValueError, match="channels-last"):
+    with pytest.raises(ValueError, match="channels-last"):  # add laid out unlike the conv output
         spike_kernels.fire(y, 2, 4, add=torch.zeros(2, 4, 3, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="contiguous"):
+        spike_kernels.fire(y.contiguous(), 2, 4, add=torch.zeros(2, 4, 3, 3, dtype=torch.uint8).contiguous(
+            memory_format=CL))
     with pytest.raises(ValueError, match="does not match"):
         spike_kernels.fire(y, 2, 4, add=torch.zeros(2, 4, 3, 2, dtype=torch.uint8).contiguous(memory_format=CL))
+    with pytest.raises(ValueError, match="uint8 or float32"):
+        spike_kernels.fire(y, 2, 4, out_dtype=torch.int32)
 
 
 @needs_int8
@@ -110,17 +120,23 @@ def digits_everywhere(monkeypatch):
     monkeypatch.setattr(snn_fused, "DIGITS_MIN_MACS", 0)
 
 
-@needs_int8
 @needs_kernels
-def test_int8_runtime_gives_the_same_bits_with_and_without_the_kernels(digits_everywhere):
+@pytest.mark.parametrize("int8,tensor_ops_above", [(True, None), (False, None), (False, 0)])
+def test_runtime_gives_the_same_bits_with_and_without_the_kernels(digits_everywhere, monkeypatch, int8,
+                                                                  tensor_ops_above):
+    """int8 (uint8 channels-last spikes) and fp32 (float contiguous spikes; large layers through tensor ops)."""
+    if int8 and not digit_conv.available():
+        pytest.skip("no oneDNN int8 convolution in this torch")
+    if tensor_ops_above is not None:  # every fp32 layer "large": the kernel path's tensor-op branch
+        monkeypatch.setattr(snn_fused, "KERNEL_MAX_FP32_VALUES", tensor_ops_above)
     torch.manual_seed(0)
     model = trained_like(SpikingFER(n_classes=6, timesteps=6, width=0.25, input_size=64))
     x = spike_frames(2, seed=4).permute(1, 0, 2, 3, 4).contiguous()
-    net = FusedSpikingFER(model).eval().set_int8(True)
-    assert net.int8 and net.spike_kernels
+    net = FusedSpikingFER(model).eval().set_int8(int8)
+    assert net.int8 == int8 and net.spike_kernels
     results = {}
     for kernels in (True, False):
-        net._kernels = kernels
+        net.use_kernels = kernels
         st = LayerStats(2)
         with torch.inference_mode():
             logits = net(x.clone(), st)

@@ -11,10 +11,11 @@ What it changes (nothing that alters the maths, only float rounding):
 - the readout uses ``fc(sum_t encoder.fc(f_t)) = fc(W1 (sum_t f_t) + T b1)``: the Linear runs once per
   window, not T times (dropout is the identity at inference; the infinite-threshold neuron never fires).
 
-With int8 digit convolutions (:meth:`FusedSpikingFER.set_int8`, CPU) the spikes between layers are uint8
-channels-last tensors and every IF layer after the stem is one compiled pass
-(:func:`~fer_perception.runtime.spike_kernels.fire`, numba) that adds up the digit partial sums, fires, resets
-and does the SEW ADD: bit for bit what the tensor ops compute, in a fraction of the calls.
+On the CPU (with numba) every IF layer after the stem is one compiled pass
+(:func:`~fer_perception.runtime.spike_kernels.fire`) that fires, resets, does the SEW ADD and, with int8 digit
+convolutions (:meth:`FusedSpikingFER.set_int8`), adds up the digit partial sums; the spikes between layers are
+channels-last tensors, uint8 for the digit convolutions, else float32. Bit for bit what the tensor ops compute
+on the same conv outputs, in a fraction of the calls.
 
 It runs single windows (:meth:`FusedSpikingFER.forward`, input ``(T, B, C, H, W)``) or one step at a time
 with explicit state (:meth:`FusedSpikingFER.step`), which reproduces the windowed result: the streaming mode.
@@ -175,6 +176,13 @@ DIGITS_MIN_IN_CHANNELS = 64  #: int8 digit convolutions only for convs with at l
 DIGITS_MIN_MACS = 2_000_000  #: ... and at least this many multiply-adds per step and face
 
 
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` if ``x`` is laid out so (and not also contiguous), else the contiguous format."""
+    if x.is_contiguous():
+        return torch.contiguous_format
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
 class FusedConv(nn.Module):
     """A conv with its BatchNorm folded in (bias included).
 
@@ -224,11 +232,14 @@ class FusedConv(nn.Module):
             self.digits = DigitConv(self.weight, self.bias, self.stride, self.padding)
 
     def spike_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """The conv of uint8 channels-last spikes ``x`` as :func:`spike_kernels.fire` reads it: the digit partials
-        ``(N, 3*C_out, H', W')`` when this conv runs as digits, else the fp32 conv ``(N, C_out, H', W')``."""
+        """The conv of spikes ``x`` as :func:`spike_kernels.fire` reads it: the digit partials
+        ``(N, 3*C_out, H', W')`` (channels-last) when this conv runs as digits (``x`` uint8 channels-last), else
+        the conv ``(N, C_out, H', W')`` in float32 (computed in the compute dtype) and ``x``'s layout."""
         if self.digits is None:
-            out = F.conv2d(x.float(), self.weight_compute, self.bias_compute, self.stride, self.padding)
-            return out.contiguous(memory_format=torch.channels_last)
+            w = self.weight_compute
+            out = F.conv2d(x.to(w.dtype), w, self.bias_compute, self.stride, self.padding).float()
+            # the IF pass reads the layout of the spikes: channels-last in the int8 runtime, else contiguous
+            return out.contiguous(memory_format=_layout(x))
         if self.kernel == 1 and self.padding == 0 and self.stride > 1:
             x = x[..., ::self.stride, ::self.stride].contiguous(memory_format=torch.channels_last)
         return self.digits.partials(x)
@@ -243,6 +254,26 @@ class FusedConv(nn.Module):
             return F.conv2d(x, w, self.bias_compute, self.stride, self.padding)
         out = F.conv2d(x.to(w.dtype), w, self.bias_compute, self.stride, self.padding)
         return out.to(x.dtype)
+
+
+KERNEL_MAX_FP32_VALUES = 65536  #: fp32 IF layers larger than this (values per call) run as tensor ops
+
+
+def _fire(y: torch.Tensor, steps: int, channels: int, v: Optional[torch.Tensor], add: Optional[torch.Tensor] = None,
+          out_dtype: torch.dtype = torch.uint8) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`spike_kernels.fire`, except for large fp32 layers: there the in-place tensor ops, which run on all
+    of torch's threads, beat the single-threaded pass (the kernel's gain is summing the digits and casting to
+    uint8, which fp32 layers do not need). Same arithmetic, same flat state, either way."""
+    from . import spike_kernels
+
+    if out_dtype != torch.float32 or y.shape[1] != channels or not y.is_contiguous() \
+            or y.numel() <= KERNEL_MAX_FP32_VALUES:
+        return spike_kernels.fire(y, steps, channels, v, add=add, out_dtype=out_dtype)
+    if v is None:
+        v = torch.zeros(y.numel() // steps, dtype=torch.float32)
+    batch = y.shape[0] // steps
+    if_steps(y.view(steps, batch, *y.shape[1:]), v.view(batch, *y.shape[1:]))
+    return (y if add is None else y.add_(add)), v
 
 
 class FusedBlock(nn.Module):
@@ -297,13 +328,12 @@ class FusedBlock(nn.Module):
 
     def run_spiking(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
                     stats: Optional[LayerStats]) -> torch.Tensor:
-        """:meth:`run` with the compiled kernels: ``x`` and the result are uint8 channels-last spikes / SEW sums.
+        """:meth:`run` with the compiled kernels: ``x`` and the result are spikes / SEW sums, uint8 channels-last
+        for the int8 digit convolutions, else float32 contiguous.
 
-        Each IF layer is one :func:`spike_kernels.fire` pass that also adds up the digit partials, casts to uint8
-        and (without statistics) does the SEW ADD; the neuron states are ``(B*H*W, C)`` tensors.
+        Each IF layer is one :func:`spike_kernels.fire` pass that also adds up the digit partials, writes the
+        spikes in ``x``'s dtype and layout and (without statistics) does the SEW ADD; neuron states are flat.
         """
-        from . import spike_kernels
-
         if stats is not None:
             sums = stats.input_sums(x, steps)
             h, w = x.shape[-2:]
@@ -311,7 +341,9 @@ class FusedBlock(nn.Module):
             if self.down is not None:
                 stats.conv(f"{self.name}.downsample", sums, h, w, self.down)
         n1, n2, nd = f"{self.name}.sn1", f"{self.name}.sn2", f"{self.name}.downsample_sn"
-        s1, state[n1] = spike_kernels.fire(self.conv1.spike_conv(x), steps, self.conv1.out_channels, state.get(n1))
+        dtype = x.dtype
+        s1, state[n1] = _fire(self.conv1.spike_conv(x), steps, self.conv1.out_channels, state.get(n1),
+                              out_dtype=dtype)
         if stats is not None:
             sums = stats.input_sums(s1, steps)
             stats.count_sums(n1, sums, s1[0].numel())
@@ -319,14 +351,15 @@ class FusedBlock(nn.Module):
         y2 = self.conv2.spike_conv(s1)
         identity = x
         if self.down is not None:
-            identity, state[nd] = spike_kernels.fire(self.down.spike_conv(x), steps, self.down.out_channels,
-                                                     state.get(nd))
+            identity, state[nd] = _fire(self.down.spike_conv(x), steps, self.down.out_channels, state.get(nd),
+                                        out_dtype=dtype)
             if stats is not None:
                 stats.count(nd, identity, steps)
         if stats is None:
-            out, state[n2] = spike_kernels.fire(y2, steps, self.conv2.out_channels, state.get(n2), add=identity)
+            out, state[n2] = _fire(y2, steps, self.conv2.out_channels, state.get(n2), add=identity,
+                                   out_dtype=dtype)
             return out
-        s2, state[n2] = spike_kernels.fire(y2, steps, self.conv2.out_channels, state.get(n2))
+        s2, state[n2] = _fire(y2, steps, self.conv2.out_channels, state.get(n2), out_dtype=dtype)
         stats.count(n2, s2, steps)
         return s2.add_(identity)
 
@@ -344,7 +377,7 @@ class FusedSpikingFER(nn.Module):
         self.timesteps = model.timesteps
         self.input_size = int(model.config.input_size)
         self._int8 = False  # set by set_int8
-        self._kernels = False  # int8 path through the compiled spike kernels (set by set_int8)
+        self.use_kernels = True  #: run the IF layers as compiled kernels where possible (see spike_kernels)
         self.n_classes = model.n_classes
         self.stem = FusedConv(enc.conv1, enc.bn1)
         blocks = []
@@ -387,20 +420,18 @@ class FusedSpikingFER(nn.Module):
         """
         if enabled and self.stem.weight.device.type != "cpu":
             raise RuntimeError("int8 digit convolutions run on the CPU only")
-        from . import spike_kernels
-
         for conv, size in self._spike_convs():
             conv.set_int8(enabled and conv.worth_digits(size))
         self._int8 = any(conv.digits is not None for conv, _ in self._spike_convs())
-        self._kernels = self._int8 and spike_kernels.available()
-        if self._kernels:
-            spike_kernels.warm_up()
         return self
 
     @property
     def spike_kernels(self) -> bool:
-        """Whether the int8 runtime runs its IF layers, pooling and SEW ADDs as compiled kernels (numba)."""
-        return self._kernels
+        """Whether the IF layers (with the digit sums and SEW ADDs) run as compiled kernels: on the CPU, with
+        numba installed, unless :attr:`use_kernels` is False."""
+        from . import spike_kernels
+
+        return bool(self.use_kernels and self.stem.weight.device.type == "cpu" and spike_kernels.available())
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -417,7 +448,7 @@ class FusedSpikingFER(nn.Module):
     def _trunk(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
                stats: Optional[LayerStats]) -> torch.Tensor:
         """``(steps, B, C, H, W)`` -> ``(steps, B, C4)`` pooled features; updates ``state`` in place."""
-        if self._kernels:
+        if self.spike_kernels:
             return self._trunk_spiking(x, steps, state, stats)
         batch = x.shape[1]
         flat = x.reshape(steps * batch, *x.shape[2:])
@@ -438,9 +469,12 @@ class FusedSpikingFER(nn.Module):
 
     def _trunk_spiking(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
                        stats: Optional[LayerStats]) -> torch.Tensor:
-        """:meth:`_trunk` of the int8 runtime: uint8 channels-last spikes between compiled kernels."""
+        """:meth:`_trunk` with the compiled kernels: uint8 channels-last spikes between them for the int8 digit
+        convolutions, else float32 contiguous ones."""
         batch = x.shape[1]
-        flat = x.reshape(steps * batch, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+        # oneDNN's int8 convolutions want channels-last; fp32 ones are faster on contiguous (NCHW) spikes
+        layout = torch.channels_last if self._int8 else torch.contiguous_format
+        flat = x.reshape(steps * batch, *x.shape[2:]).contiguous(memory_format=layout)
         if stats is not None:
             stats.conv("conv1", stats.input_sums(flat, steps), flat.shape[-2], flat.shape[-1], self.stem)
         # the stem's output is the network's largest tensor: its IF and pooling run faster as tensor ops on
@@ -449,7 +483,7 @@ class FusedSpikingFER(nn.Module):
         state["sn1"] = if_steps(y.view(steps, batch, *y.shape[1:]), state.get("sn1"))
         if stats is not None:
             stats.count("sn1", y, steps)
-        y = max_pool_3x3_s2(y).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+        y = max_pool_3x3_s2(y).to(torch.uint8 if self._int8 else torch.float32).contiguous(memory_format=layout)
         for block in self.blocks:
             y = block.run_spiking(y, steps, state, stats)
         if stats is not None:

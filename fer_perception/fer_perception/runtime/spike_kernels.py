@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-__all__ = ["available", "fire", "warm_up"]
+__all__ = ["available", "fire"]
 
 
 @lru_cache(maxsize=1)
@@ -50,15 +50,15 @@ def _compile(njit, cache: bool):
     opts = dict(cache=cache, nogil=True, boundscheck=False)
 
     @njit(**opts)
-    def fire_kernel(y, channels, v, out, add, has_add, threshold):  # pragma: no cover - compiled
+    def fire_kernel(y, channels, v, out, add, has_add, threshold, one, nil):  # pragma: no cover - compiled
         # flat arrays. y: (T, M, P*C) conv output (P = 1) or digit partials (P = 3, most significant first);
-        # v: (M, C) membrane potentials, updated; out: (T, M, C) uint8 spikes, plus add (T, M, C) when has_add
+        # v: (M, C) membrane potentials, updated; out: (T, M, C) spikes (one / nil, of out's dtype: uint8 or
+        # float32), plus add (T, M, C) when has_add
         rows = v.size // channels
         parts = y.size // out.size
         steps = out.size // v.size
         zero = np.float32(0.0)
         thr = np.float32(threshold)
-        one = np.uint8(1)
         for t in range(steps):
             for m in range(rows):
                 yb = (t * rows + m) * parts * channels
@@ -75,7 +75,7 @@ def _compile(njit, cache: bool):
                     for c in range(channels):
                         h = v[vb + c] + ((y[yb + 2 * channels + c] + y[yb + channels + c]) + y[yb + c])
                         s = h >= thr
-                        out[ob + c] = one if s else np.uint8(0)
+                        out[ob + c] = one if s else nil
                         v[vb + c] = zero if s else h
                 elif has_add:
                     for c in range(channels):
@@ -88,10 +88,13 @@ def _compile(njit, cache: bool):
                     for c in range(channels):
                         h = v[vb + c] + y[yb + c]
                         s = h >= thr
-                        out[ob + c] = one if s else np.uint8(0)
+                        out[ob + c] = one if s else nil
                         v[vb + c] = zero if s else h
 
     return fire_kernel
+
+
+_SPIKE_DTYPES = {torch.uint8: (np.uint8(1), np.uint8(0)), torch.float32: (np.float32(1.0), np.float32(0.0))}
 
 
 def _nhwc(x: torch.Tensor) -> np.ndarray:
@@ -105,40 +108,43 @@ def _nhwc(x: torch.Tensor) -> np.ndarray:
 def fire(y: torch.Tensor, steps: int, channels: int, v: Optional[torch.Tensor] = None,
          add: Optional[torch.Tensor] = None, out_dtype: torch.dtype = torch.uint8,
          threshold: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """IF neurons over ``steps`` steps of a channels-last conv output; returns ``(spikes, v)``.
+    """IF neurons over ``steps`` steps of a conv output; returns ``(spikes, v)``.
 
-    ``y`` is ``(steps*B, P*C, H, W)`` float32 channels-last: a conv output (``P = 1``) or the digit partial sums
-    of a :class:`DigitConv` (``P = 3``, summed here least significant first). ``v`` is the membrane potential
-    ``(B*H*W, C)`` float32 before the first step (zeros when None); it is updated in place and returned.
-    ``spikes`` is ``(steps*B, C, H, W)`` channels-last in ``out_dtype``, plus ``add`` (same shape, the SEW ADD's
-    other branch) when given.
+    ``y`` is ``(steps*B, P*C, H, W)`` float32: a conv output (``P = 1``), channels-last or contiguous, or the
+    digit partial sums of a :class:`DigitConv` (``P = 3``, channels-last, summed here least significant first).
+    ``v`` is the membrane potential before the first step, flat (``B*C*H*W`` float32, in ``y``'s memory order;
+    zeros when None); it is updated in place and returned. ``spikes`` is ``(steps*B, C, H, W)`` in ``out_dtype``
+    (uint8 for the int8 digit convolutions, float32 for fp32 ones) and ``y``'s memory layout, plus ``add`` (same
+    shape, dtype and layout: the SEW ADD's other branch) when given.
     """
-    t_b, width, height, wide = y.shape[0], y.shape[1], y.shape[2], y.shape[3]
+    t_b, width, height, wide = y.shape
     if y.dtype != torch.float32 or width % channels or width // channels not in (1, 3) or t_b % steps:
         raise ValueError(f"fire: bad input {tuple(y.shape)} {y.dtype} for {channels} channels, {steps} steps")
-    batch = t_b // steps
-    rows = batch * height * wide
-    flat_y = _nhwc(y).reshape(-1)
+    if out_dtype not in _SPIKE_DTYPES:
+        raise ValueError(f"fire: spikes are uint8 or float32, not {out_dtype}")
+    neurons = t_b // steps * channels * height * wide
+    if width == channels and y.is_contiguous():  # one value per neuron in NCHW order: elementwise, any "rows"
+        flat_y = y.numpy().reshape(-1)
+        out = torch.empty(y.shape, dtype=out_dtype)
+        flat_out = out.numpy().reshape(-1)
+        row = neurons
+    else:
+        flat_y = _nhwc(y).reshape(-1)
+        out = torch.empty(t_b, channels, height, wide, dtype=out_dtype, memory_format=torch.channels_last)
+        flat_out = _nhwc(out).reshape(-1)
+        row = channels
     if v is None:
-        v = torch.zeros(rows, channels, dtype=torch.float32)
-    elif v.shape != (rows, channels) or v.dtype != torch.float32 or not v.is_contiguous():
-        raise ValueError(f"fire: state {tuple(v.shape)} {v.dtype} does not fit ({rows}, {channels}) float32")
-    out = torch.empty(t_b, channels, height, wide, dtype=out_dtype, memory_format=torch.channels_last)
-    flat_out = _nhwc(out).reshape(-1)
+        v = torch.zeros(neurons, dtype=torch.float32)
+    elif v.shape != (neurons,) or v.dtype != torch.float32 or not v.is_contiguous():
+        raise ValueError(f"fire: state {tuple(v.shape)} {v.dtype} does not fit ({neurons},) float32")
     if add is not None:
         if add.shape != out.shape or add.dtype != out_dtype:
             raise ValueError(f"fire: add {tuple(add.shape)} {add.dtype} does not match {tuple(out.shape)} {out_dtype}")
-        flat_add = _nhwc(add).reshape(-1)
+        if row == neurons and not add.is_contiguous():
+            raise ValueError(f"fire: add must be contiguous like the conv output, got strides {add.stride()}")
+        flat_add = add.numpy().reshape(-1) if row == neurons else _nhwc(add).reshape(-1)
     else:
         flat_add = flat_out[:1]  # never read; keeps the kernel's signature (and its compiled version) the same
-    fire_kernel = _kernels()
-    fire_kernel(flat_y, channels, v.numpy().reshape(-1), flat_out, flat_add, add is not None, threshold)
+    one, nil = _SPIKE_DTYPES[out_dtype]
+    _kernels()(flat_y, row, v.numpy(), flat_out, flat_add, add is not None, threshold, one, nil)
     return out, v
-
-
-def warm_up() -> None:
-    """Compile (or load) the kernels for the runtime's dtypes now rather than on the first window."""
-    y = torch.zeros(2, 3, 2, 2).contiguous(memory_format=torch.channels_last)
-    spikes, _ = fire(y, 2, 1)
-    fire(y, 2, 1, add=spikes)
-    fire(y[:, :1].contiguous(memory_format=torch.channels_last), 2, 1)
