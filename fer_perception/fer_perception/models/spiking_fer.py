@@ -52,8 +52,19 @@ MODEL_KINDS: Tuple[str, ...] = ("snn", "cnn")
 _BASE_WIDTHS: Tuple[int, int, int, int] = (64, 128, 256, 512)
 
 
+def _quiet_missing_triton() -> None:
+    """Without Triton (CPU torch), SpikingJelly 2's first forward registers its Triton ops and torch logs
+    "Triton not available, find_triton_kernels = []" once per op: true, expected and of no use to a user."""
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("triton") is None:
+        logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
+
+
 def _sj():
     """The SpikingJelly sub-modules we use (imported here so a missing install gives a clear error)."""
+    _quiet_missing_triton()
     try:
         from spikingjelly.activation_based import functional, layer, neuron, surrogate
     except ImportError as exc:  # pragma: no cover - spikingjelly is a hard dependency of the package
