@@ -294,14 +294,24 @@ class FusedBlock(nn.Module):
             names.append(f"{self.name}.downsample_sn")
         return names
 
+    def _count_input(self, x: torch.Tensor, steps: int, stats: LayerStats) -> None:
+        """Queue the synaptic operations of conv1 (and of the downsample) fed with the block input ``x``."""
+        sums = stats.input_sums(x, steps)
+        h, w = x.shape[-2:]
+        stats.conv(f"{self.name}.conv1", sums, h, w, self.conv1)
+        if self.down is not None:
+            stats.conv(f"{self.name}.downsample", sums, h, w, self.down)
+
+    def _count_hidden(self, spikes: torch.Tensor, steps: int, stats: LayerStats) -> None:
+        """Queue the spikes of sn1 and the synaptic operations of conv2, which reads them."""
+        sums = stats.input_sums(spikes, steps)
+        stats.count_sums(f"{self.name}.sn1", sums, spikes[0].numel())
+        stats.conv(f"{self.name}.conv2", sums, spikes.shape[-2], spikes.shape[-1], self.conv2)
+
     def run(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor], stats: Optional[LayerStats]):
         t_b = x.shape[0]
         if stats is not None:
-            sums = stats.input_sums(x, steps)
-            h, w = x.shape[-2:]
-            stats.conv(f"{self.name}.conv1", sums, h, w, self.conv1)
-            if self.down is not None:
-                stats.conv(f"{self.name}.downsample", sums, h, w, self.down)
+            self._count_input(x, steps, stats)
         x8 = None  # spikes and SEW sums: exact in uint8, what the int8 digit convolutions read
         if self.conv1.digits is not None or (self.down is not None and self.down.digits is not None):
             x8 = x.to(torch.uint8)
@@ -309,9 +319,7 @@ class FusedBlock(nn.Module):
         n1 = f"{self.name}.sn1"
         state[n1] = if_steps(out.view(steps, t_b // steps, *out.shape[1:]), state.get(n1))
         if stats is not None:
-            sums = stats.input_sums(out, steps)
-            stats.count_sums(n1, sums, out[0].numel())
-            stats.conv(f"{self.name}.conv2", sums, out.shape[-2], out.shape[-1], self.conv2)
+            self._count_hidden(out, steps, stats)
         out = self.conv2(out.to(torch.uint8) if self.conv2.digits is not None else out)
         n2 = f"{self.name}.sn2"
         state[n2] = if_steps(out.view(steps, t_b // steps, *out.shape[1:]), state.get(n2))
@@ -335,19 +343,13 @@ class FusedBlock(nn.Module):
         spikes in ``x``'s dtype and layout and (without statistics) does the SEW ADD; neuron states are flat.
         """
         if stats is not None:
-            sums = stats.input_sums(x, steps)
-            h, w = x.shape[-2:]
-            stats.conv(f"{self.name}.conv1", sums, h, w, self.conv1)
-            if self.down is not None:
-                stats.conv(f"{self.name}.downsample", sums, h, w, self.down)
+            self._count_input(x, steps, stats)
         n1, n2, nd = f"{self.name}.sn1", f"{self.name}.sn2", f"{self.name}.downsample_sn"
         dtype = x.dtype
         s1, state[n1] = _fire(self.conv1.spike_conv(x), steps, self.conv1.out_channels, state.get(n1),
                               out_dtype=dtype)
         if stats is not None:
-            sums = stats.input_sums(s1, steps)
-            stats.count_sums(n1, sums, s1[0].numel())
-            stats.conv(f"{self.name}.conv2", sums, s1.shape[-2], s1.shape[-1], self.conv2)
+            self._count_hidden(s1, steps, stats)
         y2 = self.conv2.spike_conv(s1)
         identity = x
         if self.down is not None:
@@ -448,44 +450,24 @@ class FusedSpikingFER(nn.Module):
     def _trunk(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
                stats: Optional[LayerStats]) -> torch.Tensor:
         """``(steps, B, C, H, W)`` -> ``(steps, B, C4)`` pooled features; updates ``state`` in place."""
-        if self.spike_kernels:
-            return self._trunk_spiking(x, steps, state, stats)
+        kernels = self.spike_kernels
         batch = x.shape[1]
-        flat = x.reshape(steps * batch, *x.shape[2:])
-        if self.int8:  # oneDNN's int8 convolutions want channels-last; the fp32 stem is fastest so too
-            flat = flat.contiguous(memory_format=torch.channels_last)
+        # oneDNN's int8 convolutions want channels-last (the fp32 stem is fastest so too); fp32 ones contiguous
+        layout = torch.channels_last if self._int8 else torch.contiguous_format
+        flat = x.reshape(steps * batch, *x.shape[2:]).contiguous(memory_format=layout)
         if stats is not None:
             stats.conv("conv1", stats.input_sums(flat, steps), flat.shape[-2], flat.shape[-1], self.stem)
+        # the stem's output is the network's largest tensor: its IF and pooling stay tensor ops on all threads
+        # (in fp32: torch's uint8 elementwise ops are slow), faster there than a single-threaded kernel pass
         y = self.stem(flat)
         state["sn1"] = if_steps(y.view(steps, batch, *y.shape[1:]), state.get("sn1"))
         if stats is not None:
             stats.count("sn1", y, steps)
         y = max_pool_3x3_s2(y)
+        if kernels:  # the blocks' kernel passes keep the spikes as the next convolutions read them
+            y = y.to(torch.uint8 if self._int8 else torch.float32).contiguous(memory_format=layout)
         for block in self.blocks:
-            y = block.run(y, steps, state, stats)
-        if stats is not None:
-            stats.dense("encoder.fc.0", y.reshape(steps, batch, -1).sum(dim=2).sum(dim=0), self.hidden)
-        return y.mean(dim=(2, 3)).view(steps, batch, -1)
-
-    def _trunk_spiking(self, x: torch.Tensor, steps: int, state: Dict[str, torch.Tensor],
-                       stats: Optional[LayerStats]) -> torch.Tensor:
-        """:meth:`_trunk` with the compiled kernels: uint8 channels-last spikes between them for the int8 digit
-        convolutions, else float32 contiguous ones."""
-        batch = x.shape[1]
-        # oneDNN's int8 convolutions want channels-last; fp32 ones are faster on contiguous (NCHW) spikes
-        layout = torch.channels_last if self._int8 else torch.contiguous_format
-        flat = x.reshape(steps * batch, *x.shape[2:]).contiguous(memory_format=layout)
-        if stats is not None:
-            stats.conv("conv1", stats.input_sums(flat, steps), flat.shape[-2], flat.shape[-1], self.stem)
-        # the stem's output is the network's largest tensor: its IF and pooling run faster as tensor ops on
-        # both threads (fp32: torch's uint8 elementwise ops are slow) than in one single-threaded kernel pass
-        y = self.stem(flat)
-        state["sn1"] = if_steps(y.view(steps, batch, *y.shape[1:]), state.get("sn1"))
-        if stats is not None:
-            stats.count("sn1", y, steps)
-        y = max_pool_3x3_s2(y).to(torch.uint8 if self._int8 else torch.float32).contiguous(memory_format=layout)
-        for block in self.blocks:
-            y = block.run_spiking(y, steps, state, stats)
+            y = block.run_spiking(y, steps, state, stats) if kernels else block.run(y, steps, state, stats)
         if stats is not None:
             stats.dense("encoder.fc.0", y.reshape(steps, batch, -1).sum(dim=2).sum(dim=0), self.hidden)
         return y.float().mean(dim=(2, 3)).view(steps, batch, -1)
