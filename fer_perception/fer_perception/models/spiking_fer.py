@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .resnet import init_weights
 
 __all__ = [
     "SpikingFER",
@@ -181,12 +182,7 @@ class SewResNetEncoder(nn.Module):
         )
         self.readout = _if_node(neuron, surrogate, v_threshold=float("inf"))
         self.out_features = c4
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
         for m in self.modules():  # zero-init residual: every block starts as its shortcut
             if isinstance(m, SewBasicBlock):
                 nn.init.zeros_(m.bn2.weight)
@@ -278,12 +274,7 @@ class ResNetEncoder(nn.Module):
         self.layer4 = nn.Sequential(_resnet_block(c3, c4, 2), _resnet_block(c4, c4))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.out_features = c4
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
