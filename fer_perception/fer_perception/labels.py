@@ -1,6 +1,6 @@
 """Class names of every model, in each model's official output order, and their mapping to REP-155.
 
-The orders are facts from the official repositories (DESIGN 3.2, 3.3); a checkpoint's logits are only
+The orders are facts from the official repositories (docs/facts.md); a checkpoint's logits are only
 meaningful with its own order, so every result carries its label list.
 """
 

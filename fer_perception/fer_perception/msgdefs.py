@@ -3,7 +3,7 @@
 Our own messages are read from the ``.msg`` files of the ``fer_perception_msgs`` package (never a copy): from
 the ament index when ROS is sourced, else from the source tree beside this package, else from the copy that a
 wheel installs under ``share/fer_perception_msgs/msg``. Third-party event and REP-155 types are defined here
-from their published layouts (DESIGN 3.1, 3.6).
+from their published layouts (docs/facts.md).
 """
 
 from __future__ import annotations

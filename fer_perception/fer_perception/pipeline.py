@@ -57,7 +57,7 @@ SENSOR_FACE_ID = "sensor"
 class PipelineConfig:
     """Every setting of the pipeline; the node's ``config/fer_perception.yaml`` uses the same names.
 
-    Event windows (Spiking-FER representation, DESIGN 3.2):
+    Event windows (Spiking-FER representation, docs/facts.md#spiking-fer):
         events_per_frame, timesteps: a window holds ``events_per_frame * timesteps`` events of one face.
         window_stride: events between the starts of consecutive windows (0 = a full window, no overlap).
         frame_size, crop_size: representation output size and the face crop size it emulates.

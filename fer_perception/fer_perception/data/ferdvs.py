@@ -1,6 +1,6 @@
 """FerDVS datasets on disk: ``folds.csv`` parsing, per-sequence HDF5 event files, and a map-style dataset.
 
-Layout (DESIGN 3.2, as in the official Barchid/spiking-fer data module)::
+Layout (docs/facts.md#spiking-fer, as in the official Barchid/spiking-fer data module)::
 
     <root>/FerDVS/<Dataset>/folds.csv
     <root>/FerDVS/<Dataset>/<subject>/<sequence:03d>.h5      dataset "events", (N, 4) uint32 [t_us, x, y, p]
@@ -32,7 +32,7 @@ from fer_perception.labels import FERDVS_CLASSES
 KNOWN_DATASETS: Tuple[str, ...] = ("CKPlusDVS", "ADFESDVS", "CASIADVS", "MMIDVS")
 #: Sensor size of every FerDVS recording (faces cropped to 200x200 before conversion).
 SENSOR_SIZE: Tuple[int, int] = (200, 200)  # (width, height)
-#: Rows at the bottom of CK+DVS frames that carry events from the videos' burned-in timecode (DESIGN 3.2).
+#: Rows at the bottom of CK+DVS frames that carry events from the videos' burned-in timecode (docs/facts.md#spiking-fer).
 CKPLUS_TIMECODE_ROWS = 15
 #: Structured event dtype used by the data pipeline and the augmentations.
 EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", np.uint8)])

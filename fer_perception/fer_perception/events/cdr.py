@@ -1,6 +1,6 @@
 """Decode and encode ``EventArray`` CDR bytes (dv_ros2_msgs, dvs_msgs, prophesee_event_msgs) with numpy views.
 
-The three ROS 2 EventArray types share one layout (DESIGN 3.1)::
+The three ROS 2 EventArray types share one layout (docs/facts.md#event-messages)::
 
     std_msgs/Header header      # int32 sec, uint32 nanosec, string frame_id
     uint32 height

@@ -1,4 +1,4 @@
-"""DAN (Distract your Attention Network; Wen et al. 2023) with the official state_dict layout (DESIGN 3.3).
+"""DAN (Distract your Attention Network; Wen et al. 2023) with the official state_dict layout (docs/facts.md#dan).
 
 Structure (facts from yaoing/DAN, this is our own code): a ResNet-18 trunk without avgpool/fc as ``features``
 (``nn.Sequential`` indices 0..7), ``num_head`` cross-attention heads ``cat_head{i}`` each made of a spatial
@@ -55,7 +55,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Official DAN preprocessing, in the form runtime/frame_models.py understands.
 DAN_PREPROCESS: Dict[str, Any] = {"size": 224, "color": "rgb", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
                                   "resize": "pil"}
-#: Class order by checkpoint family (DESIGN 3.3).
+#: Class order by checkpoint family (docs/facts.md#dan).
 CLASS_SETS: Dict[str, Tuple[str, ...]] = {
     "rafdb": L.RAFDB_CLASSES,
     "affectnet8": L.AFFECTNET8_CLASSES,

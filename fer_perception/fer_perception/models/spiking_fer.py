@@ -1,4 +1,4 @@
-"""Spiking-FER models: the spiking SEW-ResNet-18 and its ResNet-18 CNN baseline (DESIGN 3.2).
+"""Spiking-FER models: the spiking SEW-ResNet-18 and its ResNet-18 CNN baseline (docs/facts.md#spiking-fer).
 
 Both reproduce the official Barchid/spiking-fer module structure, so an official Lightning checkpoint loads
 into them strictly once its ``model.`` prefix is stripped (``models/checkpoint.py``):

@@ -3,7 +3,7 @@
 - Events: BEST_EFFORT, KEEP_LAST with a deep queue (default 1000). The ros-event-camera drivers
   (libcaer_driver, metavision_driver) publish BEST_EFFORT, and a RELIABLE subscriber never connects to a
   best-effort publisher; a best-effort subscriber also receives from RELIABLE publishers (dv-ros2). Depth 5
-  (qos_profile_sensor_data) is far too shallow for ~1 kHz event messages (DESIGN 3.1).
+  (qos_profile_sensor_data) is far too shallow for ~1 kHz event messages (docs/facts.md#event-messages).
 - Images: the sensor-data profile (BEST_EFFORT, KEEP_LAST 5, VOLATILE); images are latest-wins anyway.
 - Results (emotion/*, demographics, REP-155): RELIABLE, KEEP_LAST 10, so consumers get every estimate.
 - Annotated and event-frame images: RELIABLE, KEEP_LAST 2. A RELIABLE publisher serves both best-effort and

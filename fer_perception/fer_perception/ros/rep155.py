@@ -1,6 +1,6 @@
 """ROS4HRI (REP-155) output: the mapping (ROS-free, tested) and the publishers (rclpy, hri_msgs).
 
-Topics (DESIGN 3.6): ``/humans/faces/tracked`` (hri_msgs/IdsList) and per face
+Topics (docs/facts.md#ros4hri-rep-155): ``/humans/faces/tracked`` (hri_msgs/IdsList) and per face
 ``/humans/faces/<id>/roi`` (sensor_msgs/RegionOfInterest), ``.../cropped`` (sensor_msgs/Image),
 ``.../expression`` (hri_msgs/Expression, labels mapped with :func:`fer_perception.labels.to_rep155`) and
 ``.../softbiometrics`` (hri_msgs/SoftBiometrics: gender UNDEFINED 0 / FEMALE 1 / MALE 2, age uint8). All

@@ -1,7 +1,7 @@
 """Live scheduling of the pipeline, ROS-free: cheap input callbacks, one inference worker, counted drops.
 
 The ROS node (:mod:`fer_perception.ros.node`) hands every raw event message and every image to a
-:class:`LiveRunner`; the benchmark and the tests do the same without ROS. The rules (DESIGN 2):
+:class:`LiveRunner`; the benchmark and the tests do the same without ROS. The rules:
 
 - Event callbacks only decode (one decoder per stream, :func:`fer_perception.events.decoders.make_decoder`)
   and append to a bounded queue. When the queue is full the OLDEST messages are dropped and counted.

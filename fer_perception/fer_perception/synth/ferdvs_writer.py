@@ -1,6 +1,6 @@
 """Synthetic FerDVS datasets: rendered face clips through the DVS emulator, written in the FerDVS layout.
 
-The result looks exactly like the converted datasets of Spiking-FER (DESIGN 3.2), so the reader
+The result looks exactly like the converted datasets of Spiking-FER (docs/facts.md#spiking-fer), so the reader
 (:mod:`fer_perception.data.ferdvs`), the training command and the evaluation treat it the same way::
 
     <root>/FerDVS/<dataset>/folds.csv                  subject;sequence;label;fold0..fold9 (no header, label 1-based)

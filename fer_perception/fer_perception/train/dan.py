@@ -10,7 +10,7 @@ Dataset layouts (see :mod:`fer_perception.data.rafdb` and :mod:`fer_perception.d
   ``--classes 8`` (default) or ``7``; the validation split is the test set, as in the paper.
 - ``--synthetic N``: synthetic faces (7 classes), for smoke tests only.
 
-Recipe (DESIGN 3.3): cross-entropy + affinity loss + partition loss (weights 1). RAF-DB: SGD lr 0.1,
+Recipe (docs/facts.md#dan): cross-entropy + affinity loss + partition loss (weights 1). RAF-DB: SGD lr 0.1,
 momentum 0.9, weight decay 1e-4, StepLR(10, 0.1), batch 256, 40 epochs. AffectNet: Adam lr 1e-4,
 ExponentialLR(0.6), class-balanced sampling. Augmentation: horizontal flip, small rotation/scale/shift and
 brightness/contrast jitter on the batch, then random erasing (scale 0.02-0.25, as the official recipe).

@@ -1,6 +1,6 @@
 """``fer-perception train snn|cnn``: Spiking-FER (SEW-ResNet-18 SNN) or its CNN baseline on a FerDVS dataset.
 
-Recipe of the paper (DESIGN 3.2): SGD lr 5e-3, momentum 0.9, weight decay 5e-4, cosine annealing over the
+Recipe of the paper (docs/facts.md#spiking-fer): SGD lr 5e-3, momentum 0.9, weight decay 5e-4, cosine annealing over the
 epochs (500), batch 32, cross-entropy, T = 6 frames of 2,500 events at 128x128, augmentations chosen with
 ``--edas``. The test split of the fold doubles as validation set, as in the official code; the report says
 which numbers come from the last epoch and which from the epoch that scored best on that test set.
