@@ -60,7 +60,7 @@ setup(
             'spikingjelly>=2.0,<2.1; python_version >= "3.11"',
         ],
         "train": ["lightning>=2.0", "tensorboard>=2.10"],
-        "test": ["pytest>=7", "hypothesis>=6.50"],
+        "test": ["pytest>=7", "hypothesis>=6.50", "flake8>=6", "pydocstyle>=6"],
     },
     zip_safe=True,
     maintainer="fer_perception team",

@@ -1,4 +1,4 @@
-"""ros/convert.py and ros/qos.py: message field building without ROS, checked against the message
+"""messages.py, ros/convert.py and ros/qos.py: message field building without ROS, checked against the message
 definitions (through rosbags, the same messages replay writes), diagnostics levels, QoS choices."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import pytest
 
 from fer_perception.errors import ConfigError, FerPerceptionError
 from fer_perception.results import DemographicsResult, EmotionResult, Roi
+from fer_perception import messages
+from fer_perception.bag.writer import build_message
 from fer_perception.ros import convert, qos
 
 
@@ -51,64 +53,61 @@ def message_fields(msg):
 
 
 def test_time_fields_floor_and_range():
-    assert convert.time_fields(1_500_000_000) == {"sec": 1, "nanosec": 500_000_000}
-    assert convert.time_fields(-1) == {"sec": -1, "nanosec": 999_999_999}
-    assert convert.time_fields(0) == {"sec": 0, "nanosec": 0}
+    assert messages.time_fields(1_500_000_000) == {"sec": 1, "nanosec": 500_000_000}
+    assert messages.time_fields(-1) == {"sec": -1, "nanosec": 999_999_999}
+    assert messages.time_fields(0) == {"sec": 0, "nanosec": 0}
 
 
 def test_emotion_fields_match_the_message_replay_writes():
-    from fer_perception.commands.replay import emotion_message
     from fer_perception.msgdefs import get_typestore
 
     r = emotion()
-    f = convert.emotion_fields(r)
+    f = messages.emotion_fields(r)
     assert f["label"] == "fear" and f["confidence"] == pytest.approx(0.7)
     assert f["window"] == {"sec": 0, "nanosec": 87_000_000}
     assert f["header"]["stamp"] == {"sec": 1_700_000_000, "nanosec": 123_456_789}
     assert all(isinstance(v, float) for v in f["probabilities"])
     store = get_typestore()
-    msg = emotion_message(store, r)
+    msg = build_message(store, "fer_perception_msgs/msg/Emotion", f)
     assert_matches(msg, f)
     # every field of the message is filled
     assert set(f) == message_fields(msg)
 
 
 def test_demographics_fields_match_the_message_and_unknown_gender():
-    from fer_perception.commands.replay import demographics_message
     from fer_perception.msgdefs import get_typestore
 
     d = demographics()
-    f = convert.demographics_fields(d)
-    msg = demographics_message(get_typestore(), d)
+    f = messages.demographics_fields(d)
+    msg = build_message(get_typestore(), "fer_perception_msgs/msg/Demographics", f)
     assert_matches(msg, f)
     assert set(f) == message_fields(msg)
-    u = convert.demographics_fields(demographics(gender="unknown", gender_confidence=0.5))
+    u = messages.demographics_fields(demographics(gender="unknown", gender_confidence=0.5))
     assert u["gender"] == "" and u["gender_confidence"] == 0.0
 
 
 def test_roi_fields_clip_negative_corners():
-    assert convert.roi_fields(Roi(-5, 3, 20, 10)) == {"x_offset": 0, "y_offset": 3, "height": 10, "width": 15,
-                                                      "do_rectify": False}
-    assert convert.roi_fields(Roi(-50, -50, 20, 10))["width"] == 0
+    assert messages.roi_fields(Roi(-5, 3, 20, 10)) == {"x_offset": 0, "y_offset": 3, "height": 10, "width": 15,
+                                                       "do_rectify": False}
+    assert messages.roi_fields(Roi(-50, -50, 20, 10))["width"] == 0
 
 
 def test_emotion_fields_reject_inconsistent_results_and_sanitise_nan():
     with pytest.raises(FerPerceptionError, match="face_2.*2 probabilities for 3 labels"):
-        convert.emotion_fields(emotion(probabilities=np.array([0.5, 0.5])))
-    f = convert.emotion_fields(emotion(latency_ms=float("nan")))
+        messages.emotion_fields(emotion(probabilities=np.array([0.5, 0.5])))
+    f = messages.emotion_fields(emotion(latency_ms=float("nan")))
     assert f["latency_ms"] == 0.0
-    assert convert.emotion_fields(emotion(), latency_ms=40.0)["latency_ms"] == 40.0
+    assert messages.emotion_fields(emotion(), latency_ms=40.0)["latency_ms"] == 40.0
 
 
 def test_image_fields_rgb_and_mono():
-    from fer_perception.commands.replay import image_message
     from fer_perception.msgdefs import get_typestore
 
     rgb = np.random.default_rng(0).integers(0, 255, (6, 5, 3), dtype=np.uint8)
-    f = convert.image_fields(rgb, 42, "cam")
+    f = messages.image_fields(rgb, 42, "cam")
     assert (f["encoding"], f["height"], f["width"], f["step"]) == ("rgb8", 6, 5, 15)
-    assert_matches(image_message(get_typestore(), rgb, 42, "cam"), f)
-    m = convert.image_fields(rgb[..., 0].copy(), 42, "cam")
+    assert_matches(build_message(get_typestore(), "sensor_msgs/msg/Image", f), f)
+    m = messages.image_fields(rgb[..., 0].copy(), 42, "cam")
     assert m["encoding"] == "mono8" and m["data"] == rgb[..., 0].tobytes()
 
 
@@ -165,7 +164,7 @@ class Msg(SimpleNamespace):
 def test_fill_message_nested_arrays_and_item_factories():
     m = Msg(header=Msg(stamp=Msg(sec=0, nanosec=0), frame_id=""), roi=Msg(), labels=[], probabilities=[],
             data=None, values=[])
-    f = convert.emotion_fields(emotion())
+    f = messages.emotion_fields(emotion())
     convert.fill_message(m, {k: f[k] for k in ("header", "roi", "labels", "probabilities")})
     assert m.header.stamp.sec == 1_700_000_000 and m.header.frame_id == "dvs"
     assert m.roi.width == 30 and m.labels == ["happy", "fear", "surprise"]
@@ -174,6 +173,29 @@ def test_fill_message_nested_arrays_and_item_factories():
     assert isinstance(m.data, array.array) and m.data.typecode == "B" and list(m.data) == [1, 2]
     convert.fill_message(m, {"values": [{"key": "a", "value": "1"}]}, {"values": Msg})
     assert m.values[0].key == "a" and m.values[0].value == "1"
+
+
+class CheckedStatus:
+    """A DiagnosticStatus-like message whose ``level`` is a `byte` field that, as rclpy with
+    ROS_PYTHON_CHECK_FIELDS=1 does, accepts only a 1-byte bytes object."""
+
+    def __init__(self):
+        self._level = b"\x00"
+
+    @property
+    def level(self):
+        return self._level
+
+    @level.setter
+    def level(self, value):
+        assert isinstance(value, bytes) and len(value) == 1, f"byte field got {value!r}"
+        self._level = value
+
+
+@pytest.mark.parametrize("level", [convert.DIAG_OK, convert.DIAG_WARN, convert.DIAG_ERROR, convert.DIAG_STALE])
+def test_fill_message_sets_byte_fields_as_bytes(level):
+    m = convert.fill_message(CheckedStatus(), {"level": level})
+    assert m.level == bytes([level])
 
 
 # ---------------------------------------------------------------------------------------------- qos

@@ -4,12 +4,47 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Dict, Union
+from typing import Any, Dict, Mapping, Union
+
+import numpy as np
 
 from fer_perception.errors import BagError
 from fer_perception.msgdefs import get_typestore
 
 STORAGES = ("sqlite3", "mcap")
+
+
+def build_message(typestore, msgtype: str, fields: Mapping[str, Any]):
+    """A rosbags message of ``msgtype`` from a field dict as :mod:`fer_perception.messages` builds it.
+
+    Nested dicts become nested messages, numeric sequences numpy arrays of the field's type; a field the dict
+    lacks, or a key the message lacks, is an error (the mapping must stay complete both ways).
+    """
+    from rosbags.typesys.base import Nodetype
+
+    _consts, defs = typestore.fielddefs[msgtype]
+    names = [name for name, _ in defs]
+    unknown = set(fields) - set(names)
+    missing = set(names) - set(fields)
+    if unknown or missing:
+        raise BagError(f"{msgtype}: missing fields {sorted(missing)}, unknown fields {sorted(unknown)}")
+    values = {}
+    for name, (node, detail) in defs:
+        v = fields[name]
+        if node == Nodetype.NAME:
+            v = build_message(typestore, detail, v)
+        elif node in (Nodetype.SEQUENCE, Nodetype.ARRAY) and detail[0][0] == Nodetype.BASE:
+            base = detail[0][1][0]
+            if base != "string":
+                raw = isinstance(v, (bytes, bytearray, memoryview))
+                v = np.frombuffer(v, np.uint8) if raw else np.asarray(v, dtype=np.dtype(_NUMPY.get(base, base)))
+            else:
+                v = list(v)
+        values[name] = v
+    return typestore.types[msgtype](**values)
+
+
+_NUMPY = {"byte": "uint8", "char": "uint8", "bool": "bool_", "float32": "float32", "float64": "float64"}
 
 
 class BagWriter:
@@ -92,6 +127,10 @@ class BagWriter:
     def msg(self, msgtype: str):
         """The rosbags class of ``msgtype`` (to build messages to write)."""
         return self.typestore.types[msgtype]
+
+    def message(self, msgtype: str, fields: Mapping[str, Any]):
+        """A message of ``msgtype`` built from a field dict (:func:`build_message`)."""
+        return build_message(self.typestore, msgtype, fields)
 
     @staticmethod
     def header(typestore, stamp_ns: int, frame_id: str = ""):

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 
 from fer_perception.errors import BagError, ConfigError, FerPerceptionError
+from fer_perception.ros.topics import OUTPUTS, resolve
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,8 @@ examples:
   fer-perception replay rec -o out/run3 --rgb-topic /camera/color/image_raw --events-topic none
 """
 
-OUT_TOPICS = {
-    "emotion_events": ("/fer/emotion/events", "fer_perception_msgs/msg/Emotion"),
-    "emotion_frames": ("/fer/emotion/frames", "fer_perception_msgs/msg/Emotion"),
-    "demographics": ("/fer/demographics", "fer_perception_msgs/msg/Demographics"),
-    "annotated": ("/fer/annotated_image", "sensor_msgs/msg/Image"),
-    "event_frame": ("/fer/event_frame", "sensor_msgs/msg/Image"),
-}
+#: The node's outputs under its default namespace: key -> (absolute topic, message type).
+OUT_TOPICS = {key: (resolve(name), msgtype) for key, (name, msgtype) in OUTPUTS.items()}
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 SUMMARY_JSON = "replay_summary.json"
@@ -115,70 +110,13 @@ def load_config(config_path: Optional[str], overrides: Dict[str, object]):
     return PipelineConfig.from_dict(base, strict=True)
 
 
-# -------------------------------------------------------------------------------------------------- messages
-def _header(store, stamp_ns: int, frame_id: str):
-    from fer_perception.bag.writer import BagWriter
-
-    return BagWriter.header(store, stamp_ns, frame_id)
-
-
-def _roi(store, roi):
-    RegionOfInterest = store.types["sensor_msgs/msg/RegionOfInterest"]
-    return RegionOfInterest(x_offset=max(0, int(roi.x)), y_offset=max(0, int(roi.y)), height=int(roi.height),
-                            width=int(roi.width), do_rectify=False)
-
-
-def emotion_message(store, r):
-    Emotion = store.types["fer_perception_msgs/msg/Emotion"]
-    Duration = store.types["builtin_interfaces/msg/Duration"]
-    w = int(r.window_ns)
-    return Emotion(
-        header=_header(store, r.stamp_ns, r.frame_id), face_id=r.face_id, roi=_roi(store, r.roi), source=r.source,
-        model=r.model, label=r.label, confidence=float(r.confidence), labels=list(r.labels),
-        probabilities=np.asarray(r.probabilities, dtype=np.float32),
-        window=Duration(sec=w // 1_000_000_000, nanosec=w % 1_000_000_000), latency_ms=float(r.latency_ms),
-    )
-
-
-def demographics_message(store, d):
-    Demographics = store.types["fer_perception_msgs/msg/Demographics"]
-    return Demographics(
-        header=_header(store, d.stamp_ns, d.frame_id), face_id=d.face_id, roi=_roi(store, d.roi), model=d.model,
-        age=float(d.age), age_std=float(d.age_std), gender=d.gender, gender_confidence=float(d.gender_confidence),
-        latency_ms=float(d.latency_ms),
-    )
-
-
-def image_message(store, rgb: np.ndarray, stamp_ns: int, frame_id: str):
-    from fer_perception.images import image_to_ros_fields
-
-    Image = store.types["sensor_msgs/msg/Image"]
-    f = image_to_ros_fields(rgb)
-    return Image(header=_header(store, stamp_ns, frame_id), height=f["height"], width=f["width"],
-                 encoding=f["encoding"], is_bigendian=0, step=f["step"],
-                 data=np.frombuffer(f["data"], dtype=np.uint8))
-
-
-def emotion_record(r, t_ns: int) -> dict:
-    return {
-        "kind": "emotion", "t_ns": int(t_ns), "stamp_ns": int(r.stamp_ns), "frame_id": r.frame_id,
-        "face_id": r.face_id, "roi": list(r.roi.as_tuple()), "source": r.source, "model": r.model,
-        "label": r.label, "confidence": round(float(r.confidence), 6), "labels": list(r.labels),
-        "probabilities": [round(float(v), 6) for v in r.probabilities], "window_ns": int(r.window_ns),
-        "latency_ms": round(float(r.latency_ms), 3),
-    }
-
-
-def demographics_record(d, t_ns: int) -> dict:
-    return {
-        "kind": "demographics", "t_ns": int(t_ns), "stamp_ns": int(d.stamp_ns), "frame_id": d.frame_id,
-        "face_id": d.face_id, "roi": list(d.roi.as_tuple()), "model": d.model, "age": round(float(d.age), 3),
-        "age_std": round(float(d.age_std), 3), "gender": d.gender,
-        "gender_confidence": round(float(d.gender_confidence), 6), "latency_ms": round(float(d.latency_ms), 3),
-    }
-
-
 # -------------------------------------------------------------------------------------------------- replay
+def _write(writer, key: str, t_ns: int, fields: dict) -> None:
+    """Write one output message (fields from :mod:`fer_perception.messages`) on its topic."""
+    topic, msgtype = OUT_TOPICS[key]
+    writer.write(topic, msgtype, t_ns, writer.message(msgtype, fields))
+
+
 def choose_topics(reader, events_topic: str = "auto", aps_topics=None, rgb_topics=None, label_topic: str = "auto"):
     """Resolve the topic options against the bag (BagError listing the bag's topics when one is missing)."""
     ev = None
@@ -237,6 +175,8 @@ def replay_bag(
     """
     from fer_perception.bag.reader import EventsMessage, ImageMessage, LabelMessage, BagReader
     from fer_perception.bag.writer import BagWriter
+    from fer_perception.messages import (demographics_fields, demographics_record, emotion_fields, emotion_record,
+                                         image_fields)
     from fer_perception.pipeline import Pipeline, PipelineConfig
 
     bag, out = Path(bag), Path(out)
@@ -259,7 +199,6 @@ def replay_bag(
         with BagWriter(out, storage=storage, overwrite=overwrite) as writer, _Progress(
             duration_ns / 1e9, total_msgs, enabled=progress
         ) as bar:
-            store = writer.typestore
             ef_period = int(1e9 / event_frame_hz) if event_frame_hz > 0 else 0
             next_ef = start_ns
             poll_period = int(poll_every_ms * 1e6)
@@ -267,7 +206,7 @@ def replay_bag(
 
             def emit_windows(t_ns: int) -> None:
                 for r in pipeline.poll():
-                    writer.write(*OUT_TOPICS["emotion_events"], t_ns, emotion_message(store, r))
+                    _write(writer, "emotion_events", t_ns, emotion_fields(r))
                     records.append(emotion_record(r, t_ns))
             for item in reader.decoded(events_topic=ev_topic, image_topics=aps + rgb, label_topic=lab_topic):
                 n_in += 1
@@ -281,20 +220,18 @@ def replay_bag(
                         if ef_period and t_ns >= next_ef:
                             img = pipeline.event_frame_image()
                             if img is not None:
-                                writer.write(*OUT_TOPICS["event_frame"], t_ns,
-                                             image_message(store, img, t_ns, item.batch.frame_id))
+                                _write(writer, "event_frame", t_ns, image_fields(img, t_ns, item.batch.frame_id))
                             next_ef = t_ns + ef_period
                     elif isinstance(item, ImageMessage):
                         fo = pipeline.on_image(item.image, item.stamp_ns, item.frame_id, source_of[item.topic])
                         for r in fo.emotions:
-                            writer.write(*OUT_TOPICS["emotion_frames"], t_ns, emotion_message(store, r))
+                            _write(writer, "emotion_frames", t_ns, emotion_fields(r))
                             records.append(emotion_record(r, t_ns))
                         for d in fo.demographics:
-                            writer.write(*OUT_TOPICS["demographics"], t_ns, demographics_message(store, d))
+                            _write(writer, "demographics", t_ns, demographics_fields(d))
                             records.append(demographics_record(d, t_ns))
                         if annotated and fo.annotated is not None:
-                            writer.write(*OUT_TOPICS["annotated"], t_ns,
-                                         image_message(store, fo.annotated, item.stamp_ns, item.frame_id))
+                            _write(writer, "annotated", t_ns, image_fields(fo.annotated, item.stamp_ns, item.frame_id))
                     elif isinstance(item, LabelMessage):
                         records.append({"kind": "label", "t_ns": int(t_ns), "text": item.text})
                 except FerPerceptionError as exc:

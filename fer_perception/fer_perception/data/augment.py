@@ -1,10 +1,10 @@
 """The six Spiking-FER event data augmentations (``--edas``), with the official parameters and order.
 
-Official order (Barchid/spiking-fer, docs/facts.md#spiking-fer): ``flip`` (left-right, p 0.5), ``background_activity`` (add
-20% uniform noise events, p 0.5), ``reverse`` (time reversal with polarity inversion, p 0.2), ``event_drop``
-(one of: nothing, drop a time slice of 10-90%, drop a box of 5-25% of the sensor side, drop 10-90% of the
-events at random), then the representation, then ``crop`` (random resized crop to 128x128, scale 0.08-1,
-ratio 3/4-4/3, nearest, the same crop for every time step) and ``mirror`` (p 0.5: copy one face half,
+Official order (Barchid/spiking-fer, docs/facts.md#spiking-fer): ``flip`` (left-right, p 0.5),
+``background_activity`` (add 20% uniform noise events, p 0.5), ``reverse`` (time reversal with polarity inversion,
+p 0.2), ``event_drop`` (one of: nothing, drop a time slice of 10-90%, drop a box of 5-25% of the sensor side, drop
+10-90% of the events at random), then the representation, then ``crop`` (random resized crop to 128x128, scale
+0.08-1, ratio 3/4-4/3, nearest, the same crop for every time step) and ``mirror`` (p 0.5: copy one face half,
 mirrored, onto the other).
 
 The first four work on structured event arrays (:data:`fer_perception.data.ferdvs.EVENT_DTYPE`); crop and

@@ -32,7 +32,8 @@ from fer_perception.labels import FERDVS_CLASSES
 KNOWN_DATASETS: Tuple[str, ...] = ("CKPlusDVS", "ADFESDVS", "CASIADVS", "MMIDVS")
 #: Sensor size of every FerDVS recording (faces cropped to 200x200 before conversion).
 SENSOR_SIZE: Tuple[int, int] = (200, 200)  # (width, height)
-#: Rows at the bottom of CK+DVS frames that carry events from the videos' burned-in timecode (docs/facts.md#spiking-fer).
+#: Rows at the bottom of CK+DVS frames that carry events from the videos' burned-in timecode
+#: (docs/facts.md#spiking-fer).
 CKPLUS_TIMECODE_ROWS = 15
 #: Structured event dtype used by the data pipeline and the augmentations.
 EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", np.uint8)])

@@ -1,7 +1,7 @@
 """Dense tensors from event windows: the Spiking-FER frame representation, time-binned frames, voxel grids.
 
-Spiking-FER (Barchid/spiking-fer, docs/facts.md#spiking-fer) feeds its SNN ``(T=6, 2, 128, 128)`` binary frames. This module
-reproduces the official data path, checked against the official code and tonic:
+Spiking-FER (Barchid/spiking-fer, docs/facts.md#spiking-fer) feeds its SNN ``(T=6, 2, 128, 128)`` binary frames.
+This module reproduces the official data path, checked against the official code and tonic:
 
 * Frames of ``events_per_frame`` (2,500) events each, cut by event count in arrival order (tonic
   ``ToFrame(event_count=2500)``: ``include_incomplete=False``, so a trailing partial frame is dropped).
@@ -224,8 +224,8 @@ def _resolve_box(batch: EventBatch, roi: RoiLike, config: SpikingFerConfig) -> T
 def frame_event_ranges(n_events: int, config: SpikingFerConfig) -> Tuple[int, int, int]:
     """``(start, stop, per_frame)``: the events ``[start, stop)`` that make the ``T`` frames, ``per_frame`` each.
 
-    Official rule (docs/facts.md#spiking-fer): ``n >= T * events_per_frame``: frames of ``events_per_frame`` events, keep the
-    central ``T`` (or first/last per ``config.keep``); fewer: ``T`` bins of ``n // T`` events.
+    Official rule (docs/facts.md#spiking-fer): ``n >= T * events_per_frame``: frames of ``events_per_frame``
+    events, keep the central ``T`` (or first/last per ``config.keep``); fewer: ``T`` bins of ``n // T`` events.
     """
     T, E = config.timesteps, config.events_per_frame
     if n_events >= T * E:

@@ -9,8 +9,8 @@ Coordinates: a box ``(x, y, w, h)`` covers the pixels ``x .. x + w - 1``; croppi
 margin to its own size returns exactly those pixels.
 
 :func:`nose_centred_square` gives the event path's face window: a square centred on the nose tip (a landmark
-when the detector gives one, else a fixed point of the box), sized like the FerDVS crops (docs/facts.md#spiking-fer: faces were
-cropped centred on the nose, then resized to 200x200).
+when the detector gives one, else a fixed point of the box), sized like the FerDVS crops (faces were
+cropped centred on the nose, then resized to 200x200: docs/facts.md#spiking-fer).
 """
 
 from __future__ import annotations

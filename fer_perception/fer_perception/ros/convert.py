@@ -1,99 +1,17 @@
-"""Results to ROS messages: the field values as plain dicts (ROS-free, tested), and one function that assigns
-such a dict onto an rclpy message object.
+"""Field dicts onto rclpy messages, and the node's diagnostics as diagnostic_msgs fields (ROS-free, tested).
 
-``emotion_fields(result)`` and friends return nested dicts whose keys are the message fields
-(fer_perception_msgs/Emotion and Demographics, sensor_msgs/Image, diagnostic_msgs/DiagnosticStatus);
-:func:`fill_message` copies them onto a message instance, converting byte strings and float lists to the
-``array.array`` forms rclpy takes without a per-element check.
+The result fields come from :mod:`fer_perception.messages` (shared with replay). :func:`fill_message` copies a
+field dict onto a message instance, converting byte strings and float lists to the ``array.array`` forms rclpy
+takes without a per-element check.
 """
 
 from __future__ import annotations
 
 import array
-import math
 from typing import Any, Dict, List, Mapping, Optional
-
-import numpy as np
-
-from fer_perception.images import image_to_ros_fields
-from fer_perception.results import DemographicsResult, EmotionResult, Roi
-
-NS = 1_000_000_000
-UINT32_MAX = 2**32 - 1
 
 #: diagnostic_msgs/DiagnosticStatus levels.
 DIAG_OK, DIAG_WARN, DIAG_ERROR, DIAG_STALE = 0, 1, 2, 3
-
-
-def time_fields(stamp_ns: int) -> Dict[str, int]:
-    """builtin_interfaces/Time (or Duration) of a nanosecond count (floor division, nanosec in [0, 1e9))."""
-    sec, nsec = divmod(int(stamp_ns), NS)
-    return {"sec": int(sec), "nanosec": int(nsec)}
-
-
-def header_fields(stamp_ns: int, frame_id: str) -> Dict[str, Any]:
-    return {"stamp": time_fields(stamp_ns), "frame_id": str(frame_id)}
-
-
-def roi_fields(roi: Roi) -> Dict[str, Any]:
-    """sensor_msgs/RegionOfInterest (uint32 fields: negative corners are clipped to 0, the size shrinks)."""
-    x0, y0 = max(0, int(roi.x)), max(0, int(roi.y))
-    w = max(0, int(roi.width) - (x0 - int(roi.x)))
-    h = max(0, int(roi.height) - (y0 - int(roi.y)))
-    return {"x_offset": min(x0, UINT32_MAX), "y_offset": min(y0, UINT32_MAX), "height": min(h, UINT32_MAX),
-            "width": min(w, UINT32_MAX), "do_rectify": False}
-
-
-def _f32(v: float) -> float:
-    v = float(v)
-    return v if math.isfinite(v) else 0.0
-
-
-def emotion_fields(r: EmotionResult, latency_ms: Optional[float] = None) -> Dict[str, Any]:
-    """fer_perception_msgs/Emotion for one result (``latency_ms`` overrides the result's, e.g. measured at
-    publication)."""
-    probs = np.asarray(r.probabilities, dtype=np.float64).reshape(-1)
-    if len(probs) != len(r.labels):
-        from fer_perception.errors import FerPerceptionError
-
-        raise FerPerceptionError(
-            f"Emotion for face {r.face_id!r}: {len(probs)} probabilities for {len(r.labels)} labels")
-    return {
-        "header": header_fields(r.stamp_ns, r.frame_id),
-        "face_id": str(r.face_id),
-        "roi": roi_fields(r.roi),
-        "source": str(r.source),
-        "model": str(r.model),
-        "label": str(r.label),
-        "confidence": _f32(r.confidence),
-        "labels": [str(s) for s in r.labels],
-        "probabilities": [_f32(p) for p in probs],
-        "window": time_fields(max(0, int(r.window_ns))),
-        "latency_ms": _f32(r.latency_ms if latency_ms is None else latency_ms),
-    }
-
-
-def demographics_fields(d: DemographicsResult, latency_ms: Optional[float] = None) -> Dict[str, Any]:
-    """fer_perception_msgs/Demographics for one result (gender ``female``, ``male`` or ``""``)."""
-    gender = d.gender if d.gender in ("female", "male") else ""
-    return {
-        "header": header_fields(d.stamp_ns, d.frame_id),
-        "face_id": str(d.face_id),
-        "roi": roi_fields(d.roi),
-        "model": str(d.model),
-        "age": _f32(d.age),
-        "age_std": _f32(d.age_std),
-        "gender": gender,
-        "gender_confidence": _f32(d.gender_confidence) if gender else 0.0,
-        "latency_ms": _f32(d.latency_ms if latency_ms is None else latency_ms),
-    }
-
-
-def image_fields(image: np.ndarray, stamp_ns: int, frame_id: str) -> Dict[str, Any]:
-    """sensor_msgs/Image (rgb8 or mono8) of a core image."""
-    f = image_to_ros_fields(image)
-    f["header"] = header_fields(stamp_ns, frame_id)
-    return f
 
 
 def _fmt(v: Any) -> str:
@@ -156,12 +74,17 @@ def fill_message(msg: Any, values: Mapping[str, Any], factories: Optional[Mappin
     """Assign ``values`` (as built above) onto a message object; nested dicts fill nested messages.
 
     Byte strings become ``array.array('B')`` and lists of floats ``array.array('f')`` for fields that hold
-    arrays (fast paths of rclpy's setters). ``factories`` maps a field holding a list of dicts (e.g.
+    arrays (fast paths of rclpy's setters); an int for a ``byte`` field (one whose current value is ``bytes``)
+    becomes a 1-byte ``bytes``. ``factories`` maps a field holding a list of dicts (e.g.
     ``values`` of DiagnosticStatus) to the message class of its items.
     """
     factories = factories or {}
     for key, value in values.items():
-        if isinstance(value, Mapping):
+        if isinstance(getattr(msg, key, None), bytes) and isinstance(value, int):
+            # a `byte` field (DiagnosticStatus.level): rclpy takes a 1-byte bytes object; an int is converted
+            # from arbitrary memory unless ROS_PYTHON_CHECK_FIELDS=1, which raises instead
+            setattr(msg, key, bytes([value]))
+        elif isinstance(value, Mapping):
             fill_message(getattr(msg, key), value, factories)
         elif isinstance(value, (bytes, bytearray, memoryview)):
             setattr(msg, key, array.array("B", bytes(value)))

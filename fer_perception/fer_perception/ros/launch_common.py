@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from fer_perception.ros import params
+from fer_perception.ros import params, topics
 
 PACKAGE = "fer_perception"
 EXECUTABLE = "fer_perception_node"
@@ -21,7 +21,7 @@ EXECUTABLE = "fer_perception_node"
 #: Launch-only arguments: (name, default, description). ``config``/``rviz_config`` default to the installed
 #: share files (resolved at launch time).
 LAUNCH_ONLY: Tuple[Tuple[str, str, str], ...] = (
-    ("namespace", "fer", "Namespace of the fer_perception node."),
+    ("namespace", topics.DEFAULT_NAMESPACE, "Namespace of the fer_perception node."),
     ("config", "", "Parameter file ('' = the installed config/fer_perception.yaml)."),
     ("bag", "", "Play this rosbag2 (ros2 bag play) instead of live input ('' = live)."),
     ("bag_rate", "1.0", "Playback rate of bag."),
@@ -77,7 +77,7 @@ def plan(values: Mapping[str, str], driver: bool = False) -> Dict[str, Any]:
     overrides = params.launch_overrides({k: v for k, v in values.items() if k in {p.name for p in params.PARAMETERS}})
     bag = str(values.get("bag", "")).strip()
     out: Dict[str, Any] = {
-        "node": {"namespace": values.get("namespace", "fer"), "parameters": [config, overrides],
+        "node": {"namespace": values.get("namespace", topics.DEFAULT_NAMESPACE), "parameters": [config, overrides],
                  "log_level": values.get("log_level", "info")},
         "bag": None, "driver": None, "rviz": None,
     }

@@ -28,7 +28,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from fer_perception.errors import ConfigError, DependencyError, FerPerceptionError
 
 NODE_NAME = "fer_perception"
-DEFAULT_NAMESPACE = "fer"
 
 #: Where each message package comes from (the error message when it is missing says this).
 PACKAGE_SOURCES: Dict[str, str] = {
@@ -93,13 +92,16 @@ class FerPerceptionNode:
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
-    def create(cls, namespace: str = DEFAULT_NAMESPACE, pipeline: Any = None,
+    def create(cls, namespace: Optional[str] = None, pipeline: Any = None,
                parameter_overrides: Optional[Sequence[Any]] = None) -> Optional["FerPerceptionNode"]:
         """Create, declare, load and subscribe. Returns None (after logging why) when the node cannot run:
         a missing message package, an invalid parameter, a model that does not load."""
         from rclpy.node import Node
 
-        node = Node(NODE_NAME, namespace=namespace, parameter_overrides=list(parameter_overrides or []))
+        from fer_perception.ros.topics import DEFAULT_NAMESPACE
+
+        node = Node(NODE_NAME, namespace=DEFAULT_NAMESPACE if namespace is None else namespace,
+                    parameter_overrides=list(parameter_overrides or []))
         self = cls(node)
         try:
             values = self._declare_parameters()
@@ -162,14 +164,13 @@ class FerPerceptionNode:
         self.msg = {"Emotion": Emotion, "Demographics": Demographics, "Image": Image,
                     "DiagnosticArray": DiagnosticArray}
         n = self.node
+        classes = {topics.EMOTION_TYPE: Emotion, topics.DEMOGRAPHICS_TYPE: Demographics, topics.IMAGE_TYPE: Image}
         self.pub = {
-            "emotion_events": n.create_publisher(Emotion, topics.EMOTION_EVENTS, qos.RESULTS.to_rclpy()),
-            "emotion_frames": n.create_publisher(Emotion, topics.EMOTION_FRAMES, qos.RESULTS.to_rclpy()),
-            "demographics": n.create_publisher(Demographics, topics.DEMOGRAPHICS, qos.RESULTS.to_rclpy()),
-            "annotated": n.create_publisher(Image, topics.ANNOTATED_IMAGE, qos.IMAGES_OUT.to_rclpy()),
-            "event_frame": n.create_publisher(Image, topics.EVENT_FRAME, qos.IMAGES_OUT.to_rclpy()),
-            "diagnostics": n.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS.to_rclpy()),
+            key: n.create_publisher(classes[msgtype], name,
+                                    (qos.IMAGES_OUT if msgtype == topics.IMAGE_TYPE else qos.RESULTS).to_rclpy())
+            for key, (name, msgtype) in topics.OUTPUTS.items()
         }
+        self.pub["diagnostics"] = n.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS.to_rclpy())
         if settings.rep155:
             from fer_perception.ros.rep155 import Rep155Publisher
 
@@ -237,7 +238,8 @@ class FerPerceptionNode:
 
     # ------------------------------------------------------------------------------------ outputs
     def _on_output(self, out: Any) -> None:
-        from fer_perception.ros.convert import demographics_fields, emotion_fields, fill_message, image_fields
+        from fer_perception.messages import demographics_fields, emotion_fields, image_fields
+        from fer_perception.ros.convert import fill_message
 
         Emotion, Demographics, Image = self.msg["Emotion"], self.msg["Demographics"], self.msg["Image"]
         if out.kind == "event_frame":

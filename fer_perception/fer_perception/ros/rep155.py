@@ -8,7 +8,7 @@ RELIABLE (ROS4HRI consumers subscribe reliably). Per-face publishers are created
 destroyed when it goes.
 
 :class:`Rep155Mapper` turns the live runner's outputs into :class:`Rep155Update` objects (dicts of message
-fields, see :mod:`fer_perception.ros.convert`); :class:`Rep155Publisher` publishes them with rclpy.
+fields, see :mod:`fer_perception.messages`); :class:`Rep155Publisher` publishes them with rclpy.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from fer_perception.labels import canonical, to_rep155
 from fer_perception.results import DemographicsResult, EmotionResult, Roi
-from fer_perception.ros.convert import header_fields, image_fields, roi_fields
+from fer_perception.messages import demographics_fields, emotion_fields, header_fields, image_fields, roi_fields
 
 FACES_NS = "/humans/faces"
 GENDER_UNDEFINED, GENDER_FEMALE, GENDER_MALE, GENDER_OTHER = 0, 1, 2, 3
@@ -59,10 +59,11 @@ def valence_arousal(labels: Sequence[str], probabilities: Sequence[float]) -> tu
 
 
 def expression_fields(r: EmotionResult) -> Dict[str, Any]:
-    """hri_msgs/Expression for one result."""
-    v, a = valence_arousal(r.labels, r.probabilities)
-    return {"header": header_fields(r.stamp_ns, r.frame_id), "expression": to_rep155(r.label),
-            "valence": v, "arousal": a, "confidence": float(r.confidence)}
+    """hri_msgs/Expression for one result (label and confidence as fer_perception_msgs/Emotion has them)."""
+    f = emotion_fields(r)
+    v, a = valence_arousal(f["labels"], f["probabilities"])
+    return {"header": f["header"], "expression": to_rep155(f["label"]), "valence": v, "arousal": a,
+            "confidence": f["confidence"]}
 
 
 def age_confidence(age_std: float) -> float:
@@ -74,11 +75,11 @@ def age_confidence(age_std: float) -> float:
 
 def softbiometrics_fields(d: DemographicsResult) -> Dict[str, Any]:
     """hri_msgs/SoftBiometrics for one result (age rounded and clipped to uint8)."""
-    gender = {"female": GENDER_FEMALE, "male": GENDER_MALE}.get(d.gender, GENDER_UNDEFINED)
-    age = float(d.age) if math.isfinite(float(d.age)) else 0.0
-    return {"header": header_fields(d.stamp_ns, d.frame_id), "age": int(min(255, max(0, round(age)))),
-            "age_confidence": age_confidence(d.age_std), "gender": gender,
-            "gender_confidence": float(d.gender_confidence) if gender else 0.0}
+    f = demographics_fields(d)
+    gender = {"female": GENDER_FEMALE, "male": GENDER_MALE}.get(f["gender"], GENDER_UNDEFINED)
+    return {"header": f["header"], "age": int(min(255, max(0, round(f["age"])))),
+            "age_confidence": age_confidence(f["age_std"]), "gender": gender,
+            "gender_confidence": f["gender_confidence"]}
 
 
 def crop(image: np.ndarray, roi: Roi) -> Optional[np.ndarray]:

@@ -7,7 +7,10 @@ Relative names resolve in the node's namespace (``fer`` by default: ``/fer/emoti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Dict, Tuple
+
+#: The node's namespace unless the launch file sets another; replay writes its outputs under it too.
+DEFAULT_NAMESPACE = "fer"
 
 EMOTION_EVENTS = "emotion/events"
 EMOTION_FRAMES = "emotion/frames"
@@ -15,6 +18,27 @@ DEMOGRAPHICS = "demographics"
 ANNOTATED_IMAGE = "annotated_image"
 EVENT_FRAME = "event_frame"
 DIAGNOSTICS = "/diagnostics"
+
+EMOTION_TYPE = "fer_perception_msgs/msg/Emotion"
+DEMOGRAPHICS_TYPE = "fer_perception_msgs/msg/Demographics"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+
+#: The result outputs of the node (and of replay): key -> (relative name, message type).
+OUTPUTS: Dict[str, Tuple[str, str]] = {
+    "emotion_events": (EMOTION_EVENTS, EMOTION_TYPE),
+    "emotion_frames": (EMOTION_FRAMES, EMOTION_TYPE),
+    "demographics": (DEMOGRAPHICS, DEMOGRAPHICS_TYPE),
+    "annotated": (ANNOTATED_IMAGE, IMAGE_TYPE),
+    "event_frame": (EVENT_FRAME, IMAGE_TYPE),
+}
+
+
+def resolve(name: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The absolute topic name of ``name`` in ``namespace`` (absolute names stay as they are)."""
+    if name.startswith("/"):
+        return name
+    ns = namespace.strip("/")
+    return f"/{ns}/{name}" if ns else f"/{name}"
 
 
 @dataclass(frozen=True)

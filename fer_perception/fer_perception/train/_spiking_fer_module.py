@@ -20,7 +20,8 @@ from fer_perception.models.spiking_fer import build_model
 
 
 class SpikingFerLightning(pl.LightningModule):
-    """SGD (momentum 0.9, weight decay 5e-4) with cosine annealing over ``epochs``, cross-entropy (docs/facts.md#spiking-fer).
+    """SGD (momentum 0.9, weight decay 5e-4) with cosine annealing over ``epochs``, cross-entropy
+    (docs/facts.md#spiking-fer).
 
     ``optimizer="adam"`` swaps SGD for Adam (same weight decay and schedule) for short CPU schedules such as the
     synthetic demo; the paper's recipe is SGD.
